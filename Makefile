@@ -1,0 +1,42 @@
+# clusterdb: `make test` from a fresh machine sets up everything and runs every check.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: test lint unit servers demo bench venv clean
+
+test: $(STAMP) servers lint
+	$(PY) -m pytest -q
+
+SOURCES := $(wildcard clusterdb tests examples bench)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(SOURCES)
+	$(VENV)/bin/ruff format --check $(SOURCES)
+	$(VENV)/bin/mypy $(SOURCES)
+
+unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# Installs the PostgreSQL and MariaDB server packages when they are missing (root on Debian),
+# otherwise says what to run. Never touches the machine's own services.
+servers:
+	@bash scripts/ensure-servers.sh
+
+demo: $(STAMP) servers
+	$(PY) -m clusterdb demo
+
+bench: $(STAMP) servers
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

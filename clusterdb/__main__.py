@@ -1,0 +1,8 @@
+"""``python -m clusterdb``: see :mod:`clusterdb.cli`."""
+
+from __future__ import annotations
+
+from clusterdb.cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,462 @@
+"""The runtime cluster: config, driver adapter and every node's live state, under one lock.
+
+What changes on connect (counters, latency estimates, state, role) changes only under the
+cluster's lock, and only briefly: decisions are taken under it (describe, then plan), I/O and
+logging happen outside it. Timestamps are kept as epoch seconds and become aware UTC datetimes
+only in snapshots, so the connect path allocates no datetime.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from clusterdb import monitor
+from clusterdb.config import ClusterConfig, ClusterOptions, NodeEntry
+from clusterdb.description import (
+    ClusterDescription,
+    NodeDescription,
+    NodeState,
+    Role,
+    WantedRole,
+)
+from clusterdb.drivers import ConnectArgs, DriverAdapter, get_adapter
+from clusterdb.errors import ConfigError, InterfaceError
+from clusterdb.latency import LatencyEstimate
+from clusterdb.prober import probe_node
+from clusterdb.redact import Redactor, is_secret_key
+from clusterdb.selection import Plan, plan
+from clusterdb.stats import ClusterStats, NodeStats
+
+__all__ = ["Cluster"]
+
+log = logging.getLogger("clusterdb")
+
+_MS = 1000.0
+
+
+def _utc(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * _MS
+
+
+class _Node:
+    """One node's mutable state; touched only under the cluster's lock."""
+
+    __slots__ = (
+        "address",
+        "connect_errors",
+        "connects",
+        "discarded",
+        "down_since",
+        "down_since_epoch",
+        "drained",
+        "lag",
+        "last_error",
+        "last_error_at",
+        "last_state_change_at",
+        "last_success_at",
+        "latency",
+        "name",
+        "pending",
+        "probe_errors",
+        "probes",
+        "role",
+        "rtt",
+        "state",
+        "state_changes",
+        "target",
+    )
+
+    def __init__(self, entry: NodeEntry, target: ConnectArgs) -> None:
+        self.name = entry.name
+        self.address = entry.address
+        self.target = target
+        self.state: NodeState = "unknown"
+        self.role: Role = "unknown"
+        self.latency = LatencyEstimate()
+        self.rtt = LatencyEstimate()
+        self.lag: float | None = None
+        self.drained = False
+        self.pending = 0
+        self.down_since: float | None = None  # monotonic, for selection
+        self.down_since_epoch: float | None = None  # wall clock, for stats
+        self.reset_counters()
+
+    def reset_counters(self) -> None:
+        self.connects = 0
+        self.connect_errors = 0
+        self.discarded = 0
+        self.probes = 0
+        self.probe_errors = 0
+        self.state_changes = 0
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        self.last_success_at: float | None = None
+        self.last_state_change_at: float | None = None
+
+    def describe(self, now: float) -> NodeDescription:
+        return NodeDescription(
+            name=self.name,
+            address=self.address,
+            state=self.state,
+            role=self.role,
+            latency=self.latency.value_at(now),
+            latency_min=self.latency.minimum,
+            rtt=self.rtt.value_at(now),
+            lag=self.lag,
+            drained=self.drained,
+            pending=self.pending,
+            down_since=self.down_since,
+        )
+
+    def snapshot(self, now: float) -> NodeStats:
+        return NodeStats(
+            name=self.name,
+            address=self.address,
+            state=self.state,
+            role=self.role,
+            connects=self.connects,
+            connect_errors=self.connect_errors,
+            discarded=self.discarded,
+            pending=self.pending,
+            last_error=self.last_error,
+            last_error_at=_utc(self.last_error_at),
+            last_success_at=_utc(self.last_success_at),
+            latency_ms=_ms(self.latency.value),
+            latency_min_ms=_ms(self.latency.minimum),
+            rtt_ms=_ms(self.rtt.value),
+            lag_s=self.lag,
+            state_changes=self.state_changes,
+            last_state_change_at=_utc(self.last_state_change_at),
+            down_since=_utc(self.down_since_epoch),
+            drained=self.drained,
+            probes=self.probes,
+            probe_errors=self.probe_errors,
+        )
+
+
+# (node, old state, new state, address, detail) of a transition, logged outside the lock.
+_Change = tuple[str, NodeState, NodeState, str, str]
+
+
+class Cluster:
+    """One registered cluster: what connect(), stats and the monitor work on."""
+
+    def __init__(self, config: ClusterConfig, adapter: DriverAdapter | None = None) -> None:
+        self.config = config
+        self.name = config.name
+        self.adapter = adapter if adapter is not None else get_adapter(config.driver)
+        self.redactor = Redactor(config.secrets)
+        self._lock = threading.Lock()
+        self._rng = random.Random()
+        self._nodes: dict[str, _Node] = {}
+        for index, entry in enumerate(config.nodes):
+            self._nodes[entry.name] = _Node(entry, self._connect_args(index, entry))
+        self._connects = 0
+        self._failures = 0
+        self._watched_by: monitor.Monitor | None = None
+
+    def _connect_args(self, index: int, entry: NodeEntry) -> ConnectArgs:
+        try:
+            return self.adapter.connect_args(entry, self.config.connect_kwargs)
+        except Exception as exc:
+            # Driver messages about a bad DSN may quote it, password included.
+            detail = str(exc) if isinstance(exc, ConfigError) else self.redactor.one_line(exc)
+            raise ConfigError(
+                f"node {entry.name!r}: the {self.adapter.name} driver refuses its settings: "
+                f"{self.redactor.scrub(detail)}",
+                f"clusters.{self.name}.nodes[{index}]",
+            ) from None
+
+    def __repr__(self) -> str:
+        nodes = ", ".join(self._nodes)
+        return f"<Cluster {self.name!r} driver={self.adapter.name} nodes=[{nodes}]>"
+
+    @property
+    def options(self) -> ClusterOptions:
+        return self.config.options
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        """Node names in registration order (fixed at registration: no lock needed)."""
+        return tuple(self._nodes)
+
+    def target(self, node: str) -> ConnectArgs:
+        """The driver arguments of ``node`` (immutable after registration: no lock needed)."""
+        return self._nodes[node].target
+
+    def redactor_for(self, overrides: Mapping[str, Any]) -> Redactor:
+        """The cluster's redactor, plus any secret passed as a connect() override."""
+        extra = [v for k, v in overrides.items() if isinstance(v, str) and is_secret_key(k)]
+        return self.redactor.with_secrets(extra) if extra else self.redactor
+
+    # -- decisions (under the lock) --
+
+    def describe(self) -> ClusterDescription:
+        """What is known about every node now (an immutable value)."""
+        with self._lock:
+            return self._describe(time.monotonic())
+
+    def _describe(self, now: float) -> ClusterDescription:
+        return ClusterDescription(self.name, tuple(n.describe(now) for n in self._nodes.values()))
+
+    def begin(self, wanted: WantedRole) -> tuple[Plan, ClusterDescription]:
+        """Plan one connect() and count its first attempts (all of a race) as pending."""
+        options = self.config.options
+        with self._lock:
+            now = time.monotonic()
+            desc = self._describe(now)
+            chosen = plan(
+                desc,
+                wanted,
+                rng=self._rng,
+                max_lag=options.max_lag,
+                selection=options.selection,
+                hedge=options.hedge,
+                now=now,
+            )
+            first = chosen.nodes if chosen.race else chosen.nodes[:1]
+            for name in first:
+                self._nodes[name].pending += 1
+        return chosen, desc
+
+    def attempt_started(self, node: str) -> None:
+        """A hedge or a failure started one more attempt on ``node``."""
+        with self._lock:
+            self._nodes[node].pending += 1
+
+    # -- outcomes (each attempt records its own, winners and late losers alike) --
+
+    def record_success(self, node: str, latency: float, role: Role | None, discarded: bool) -> None:
+        """An attempt on ``node`` connected after ``latency`` s; ``discarded``: closed unused."""
+        now, wall = time.monotonic(), time.time()
+        with self._lock:
+            n = self._nodes[node]
+            n.pending -= 1
+            n.connects += 1
+            if discarded:
+                n.discarded += 1
+            n.last_success_at = wall
+            n.latency = n.latency.observe(latency, now)
+            role_change = self._set_role(n, role)
+            change = self._set_state(n, "up", now, wall, "")
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "cluster %r: node %s connected in %.1f ms%s",
+                self.name,
+                node,
+                latency * _MS,
+                " (discarded)" if discarded else "",
+            )
+        self._log_change(change)
+        self._log_role_change(role_change)
+
+    def record_discarded(self, node: str) -> None:
+        """A connection to ``node``, recorded as a success, was closed unused after all (a
+        primary held aside for ``prefer-replica`` while a replica answered)."""
+        with self._lock:
+            self._nodes[node].discarded += 1
+
+    def record_failure(self, node: str, exc: BaseException, line: str | None = None) -> None:
+        """An attempt on ``node`` failed with ``exc`` (``line``: its scrubbed one-line form)."""
+        if line is None:
+            line = self.redactor.one_line(exc)
+        now, wall = time.monotonic(), time.time()
+        with self._lock:
+            n = self._nodes[node]
+            n.pending -= 1
+            n.connect_errors += 1
+            n.last_error = line
+            n.last_error_at = wall
+            change = self._set_state(n, "down", now, wall, line)
+        log.debug("cluster %r: node %s failed: %s", self.name, node, line)
+        self._log_change(change)
+        if change is not None and self._watched_by is not None:
+            self._watched_by.node_failed(self, node)
+
+    def record_hedge(self, node: str, elapsed: float) -> None:
+        """``node`` has not answered after ``elapsed`` s: rank it down now, not at its timeout."""
+        now = time.monotonic()
+        with self._lock:
+            n = self._nodes[node]
+            n.latency = n.latency.observe_lower_bound(elapsed, now)
+        log.debug(
+            "cluster %r: node %s silent after %.1f ms, hedging", self.name, node, elapsed * _MS
+        )
+
+    def record_probe(
+        self,
+        node: str,
+        ok: bool,
+        rtt: float | None = None,
+        role: Role | None = None,
+        lag: float | None = None,
+        exc: BaseException | None = None,
+        latency: float | None = None,
+    ) -> None:
+        """The monitor probed ``node``: ``ok`` with its connect ``latency``, round trip, role
+        and lag, or ``exc``."""
+        line = None if ok or exc is None else self.redactor.one_line(exc)
+        now, wall = time.monotonic(), time.time()
+        with self._lock:
+            n = self._nodes[node]
+            n.probes += 1
+            if ok:
+                n.last_success_at = wall
+                # A probe's connect is a connect like any other: it keeps the estimate of a
+                # node that gets no traffic (outside the latency window) up to date.
+                if latency is not None:
+                    n.latency = n.latency.observe(latency, now)
+                if rtt is not None:
+                    n.rtt = n.rtt.observe(rtt, now)
+                role_change = self._set_role(n, role)
+                n.lag = lag
+                change = self._set_state(n, "up", now, wall, "")
+            else:
+                role_change = None
+                n.probe_errors += 1
+                if line is not None:
+                    n.last_error = line
+                    n.last_error_at = wall
+                change = self._set_state(n, "down", now, wall, line or "probe failed")
+        self._log_change(change)
+        self._log_role_change(role_change)
+
+    def record_outcome(self, ok: bool) -> None:
+        """One connect() returned a connection (``ok``) or raised."""
+        with self._lock:
+            if ok:
+                self._connects += 1
+            else:
+                self._failures += 1
+
+    def _set_state(
+        self, n: _Node, state: NodeState, now: float, wall: float, detail: str
+    ) -> _Change | None:
+        old = n.state
+        if old == state:
+            return None
+        n.state = state
+        n.state_changes += 1
+        n.last_state_change_at = wall
+        if state == "down":
+            n.down_since, n.down_since_epoch = now, wall
+        else:
+            if n.down_since_epoch is not None:
+                detail = f"after {wall - n.down_since_epoch:.1f} s down"
+            n.down_since = n.down_since_epoch = None
+        return (n.name, old, state, n.address, detail)
+
+    @staticmethod
+    def _set_role(n: _Node, role: Role | None) -> tuple[str, Role, Role] | None:
+        if role is None or role == n.role:
+            return None
+        old, n.role = n.role, role
+        return (n.name, old, role)
+
+    def _log_role_change(self, change: tuple[str, Role, Role] | None) -> None:
+        if change is None:
+            return
+        node, old, new = change
+        if old == "unknown":
+            log.debug("cluster %r: node %s is a %s", self.name, node, new)
+        elif new == "primary":
+            log.warning("cluster %r: node %s was promoted: %s -> primary", self.name, node, old)
+        else:
+            log.warning("cluster %r: node %s is no longer primary: now %s", self.name, node, new)
+
+    def _log_change(self, change: _Change | None) -> None:
+        if change is None:
+            return
+        node, old, new, address, detail = change
+        if new == "down":
+            log.warning("cluster %r: node %s (%s) is down: %s", self.name, node, address, detail)
+        elif old == "down":
+            log.info("cluster %r: node %s (%s) is up, %s", self.name, node, address, detail)
+        else:
+            log.debug("cluster %r: node %s (%s) is up", self.name, node, address)
+
+    # -- operator actions --
+
+    def drain(self, node: str) -> None:
+        """Give ``node`` no new connections until :meth:`undrain` (open ones are untouched)."""
+        self._set_drained(node, True)
+
+    def undrain(self, node: str) -> None:
+        """Put a drained ``node`` back into rotation."""
+        self._set_drained(node, False)
+
+    def _set_drained(self, node: str, drained: bool) -> None:
+        with self._lock:
+            n = self._nodes.get(node)
+            if n is not None:
+                changed, n.drained = n.drained != drained, drained
+        if n is None:
+            raise InterfaceError(
+                f"cluster {self.name!r} has no node {node!r} (nodes: {', '.join(self._nodes)})"
+            )
+        if changed:
+            log.info(
+                "cluster %r: node %s %s", self.name, node, "drained" if drained else "undrained"
+            )
+
+    # -- stats --
+
+    def stats_snapshot(self) -> ClusterStats:
+        """Every node's counters and estimates, taken at one moment."""
+        now = time.monotonic()
+        with self._lock:
+            nodes = tuple(n.snapshot(now) for n in self._nodes.values())
+            connects, failures = self._connects, self._failures
+        return ClusterStats(
+            name=self.name,
+            driver=self.adapter.name,
+            nodes=nodes,
+            connects=connects,
+            failures=failures,
+            taken_at=datetime.now(UTC),
+        )
+
+    def reset_stats(self) -> None:
+        """Zero counters and timestamps; keep estimates, state, role and pending attempts."""
+        with self._lock:
+            for n in self._nodes.values():
+                n.reset_counters()
+            self._connects = self._failures = 0
+
+    # -- process lifecycle --
+
+    def probe(self, node: str) -> bool:
+        """Probe ``node`` now (connect, role, lag) and record it; True when it answered."""
+        return probe_node(self, node)
+
+    def watch(self) -> None:
+        """Have the process's monitor watch this cluster (cheap once it does)."""
+        if not self.config.options.monitor:
+            return
+        current = monitor.get_monitor()
+        if self._watched_by is not current:  # first use, after close(), or in a forked child
+            current.watch(self)
+            self._watched_by = current
+
+    def close(self) -> None:
+        """Stop this cluster's background work (it is being unregistered or replaced)."""
+        # The monitor holds clusters weakly; unwatch() makes the end immediate.
+        monitor.get_monitor().unwatch(self)
+        self._watched_by = None
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: the parent's attempt threads and lock holders do not exist."""
+        self._lock = threading.Lock()
+        self._rng = random.Random()
+        for n in self._nodes.values():
+            n.pending = 0

@@ -1,0 +1,69 @@
+"""Immutable descriptions of a cluster's nodes: the input of selection.
+
+Selection (:mod:`clusterdb.selection`) is a pure function of a :class:`ClusterDescription`;
+the runtime builds a fresh description under its lock and decides from it. Nothing here
+imports a socket, a thread or a driver. Times are ``time.monotonic()`` seconds; latencies
+are seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = [
+    "ROLES",
+    "STATES",
+    "ClusterDescription",
+    "NodeDescription",
+    "NodeState",
+    "Role",
+    "WantedRole",
+]
+
+NodeState = Literal["unknown", "up", "down"]
+"""``unknown``: never proven (no success, no failure yet); ``up``: last attempt or probe
+succeeded; ``down``: last attempt or probe failed."""
+
+Role = Literal["unknown", "primary", "replica"]
+
+WantedRole = Literal["any", "primary", "replica", "prefer-replica"]
+
+STATES: tuple[NodeState, ...] = ("unknown", "up", "down")
+ROLES: tuple[Role, ...] = ("unknown", "primary", "replica")
+
+
+@dataclass(frozen=True)
+class NodeDescription:
+    """What is known about one node at one moment."""
+
+    name: str
+    address: str = ""
+    state: NodeState = "unknown"
+    role: Role = "unknown"
+    latency: float | None = None
+    """Connect latency estimate in seconds (Peak EWMA), None before the first sample."""
+    latency_min: float | None = None
+    """Smallest of the recent connect latency samples."""
+    rtt: float | None = None
+    """Monitor round-trip-time estimate in seconds."""
+    lag: float | None = None
+    """Replication lag in seconds (replicas), None when unknown."""
+    drained: bool = False
+    pending: int = 0
+    """Connect attempts to this node started and not finished yet."""
+    down_since: float | None = None
+
+
+@dataclass(frozen=True)
+class ClusterDescription:
+    """All nodes of one cluster at one moment, in registration order."""
+
+    name: str
+    nodes: tuple[NodeDescription, ...] = field(default_factory=tuple)
+
+    def node(self, name: str) -> NodeDescription:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)

@@ -1,0 +1,121 @@
+"""What clusterdb needs to know about one DB-API driver, behind one small interface.
+
+An adapter turns a node of the config into the driver's connect arguments (once, at register
+time), opens a connection within a deadline, reads the node's role cheaply and closes a
+connection without raising. It never wraps the connection: the caller gets exactly what the
+driver's own ``connect()`` returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from clusterdb.description import Role
+
+if TYPE_CHECKING:
+    from clusterdb.config import NodeEntry
+
+__all__ = ["ConnectArgs", "DriverAdapter", "ProbeResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectArgs:
+    """One node's driver arguments, built once at register time."""
+
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """What a monitor probe read from a node."""
+
+    role: Role | None
+    lag: float | None
+    """Replication lag in seconds (replicas), None when the server cannot tell."""
+
+
+class DriverAdapter(ABC):
+    """One DB-API driver as clusterdb sees it."""
+
+    name: str
+    """Short driver name shown in stats (``psycopg``, ``pymysql``, ``sqlite3``...)."""
+    module: ModuleType
+    operational_error: type[Exception]
+    role_is_free: bool = False
+    """True when :meth:`detect_role` needs no round trip, so it runs on every connect."""
+
+    @abstractmethod
+    def connect_args(self, node: NodeEntry, kwargs: Mapping[str, Any]) -> ConnectArgs:
+        """Merge the cluster-wide driver ``kwargs`` with ``node`` (the node wins).
+
+        Raises ``ValueError`` (or the driver's own error) for arguments the driver refuses.
+        """
+
+    @abstractmethod
+    def connect(self, target: ConnectArgs, overrides: Mapping[str, Any], timeout: float) -> Any:
+        """Open a connection to ``target`` (``overrides`` win) that gives up after ``timeout`` s.
+
+        ``timeout`` is what is left of connect()'s overall deadline; drivers round it to what
+        they support, so an abandoned attempt ends on its own soon after the deadline.
+        """
+
+    def detect_role(self, conn: Any) -> Role | None:
+        """The node's role as seen on ``conn``, or None when the driver cannot tell.
+
+        Leaves no transaction open.
+        """
+        return None
+
+    def probe(self, conn: Any) -> ProbeResult:
+        """One round trip on a connection opened for probing: the node's role and lag.
+
+        The connection is closed by the caller afterwards, so a transaction may be left open.
+        """
+        cursor = conn.cursor()
+        try:
+            cursor.execute("SELECT 1")
+            cursor.fetchall()
+        finally:
+            cursor.close()
+        return ProbeResult(self.detect_role(conn), None)
+
+    def socket_fd(self, conn: Any) -> int | None:
+        """The connection's socket descriptor, or None when the driver does not show it."""
+        fileno = getattr(conn, "fileno", None)
+        if fileno is None:
+            return None
+        try:
+            fd = fileno()
+        except Exception:
+            return None
+        return fd if isinstance(fd, int) and fd >= 0 else None
+
+    def abort(self, conn: Any) -> None:
+        """Break a connection that another thread is blocked on (a node hung mid-query).
+
+        Shutting the socket down wakes the blocked read with an error in any driver; closing
+        the connection instead would wait for the lock the blocked thread holds.
+        """
+        fd = self.socket_fd(conn)
+        if fd is None:
+            return
+        with contextlib.suppress(OSError):
+            dup = os.dup(fd)
+            with socket.socket(fileno=dup) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close_quietly(self, conn: Any) -> None:
+        """Close ``conn``, ignoring every error (some drivers raise on a second close)."""
+        with contextlib.suppress(Exception):
+            conn.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"

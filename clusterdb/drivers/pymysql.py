@@ -1,0 +1,171 @@
+"""PyMySQL: nodes become keyword arguments; the handshake is bounded by a temporary read timeout.
+
+PyMySQL's ``connect_timeout`` covers only the TCP connect: a server that accepts and never
+answers would block the handshake forever. Each attempt therefore also sets ``read_timeout``
+and ``write_timeout`` to what is left of the deadline, and puts the caller's values back on the
+connection once it is open (PyMySQL applies them lazily, on the next read or write).
+
+PyMySQL 1.2 builds an SSL context on every connect unless ``ssl_disabled=True`` (its
+"preferred" mode); clusterdb leaves the caller's SSL settings exactly as given.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pymysql
+import pymysql.cursors
+from pymysql.constants import ER, SERVER_STATUS
+
+from clusterdb.description import Role
+from clusterdb.drivers.base import ConnectArgs, DriverAdapter, ProbeResult
+from clusterdb.dsn import parse_dsn
+from clusterdb.errors import ConfigError
+
+if TYPE_CHECKING:
+    from clusterdb.config import NodeEntry
+
+__all__ = ["PyMySQLAdapter"]
+
+_ACCEPTED = frozenset(inspect.signature(pymysql.connections.Connection.__init__).parameters) - {
+    "self"
+}
+
+_ALIASES = {"dbname": "database"}
+
+
+def _flag(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on")
+
+
+# DSN strings hold text: give PyMySQL the types it checks for (it rejects port="3306").
+_CONVERT: dict[str, Callable[[str], Any]] = {
+    "port": int,
+    "client_flag": int,
+    "max_allowed_packet": int,
+    "connect_timeout": float,
+    "read_timeout": float,
+    "write_timeout": float,
+    "autocommit": _flag,
+    "local_infile": _flag,
+    "ssl_disabled": _flag,
+    "ssl_verify_cert": _flag,
+    "ssl_verify_identity": _flag,
+    "use_unicode": _flag,
+    "binary_prefix": _flag,
+}
+
+_IN_TRANSACTION = SERVER_STATUS.SERVER_STATUS_IN_TRANS
+
+log = logging.getLogger("clusterdb")
+
+
+def _from_dsn(dsn: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, text in parse_dsn(dsn).items():
+        key = _ALIASES.get(key, key)
+        convert = _CONVERT.get(key)
+        try:
+            out[key] = convert(text) if convert else text
+        except ValueError:
+            raise ConfigError(f"{key}: not a valid value for PyMySQL") from None
+    return out
+
+
+class PyMySQLAdapter(DriverAdapter):
+    name = "pymysql"
+    module = pymysql
+    operational_error = pymysql.err.OperationalError
+
+    def connect_args(self, node: NodeEntry, kwargs: Mapping[str, Any]) -> ConnectArgs:
+        # libpq's "dbname" is accepted for PyMySQL's "database", at every level.
+        merged: dict[str, Any] = {_ALIASES.get(k, k): v for k, v in kwargs.items()}
+        if node.dsn:
+            merged.update(_from_dsn(node.dsn))
+        merged.update((_ALIASES.get(k, k), v) for k, v in node.params.items())
+        if node.host is not None:
+            merged["host"] = node.host
+        if node.port is not None:
+            merged["port"] = int(node.port)
+        unknown = sorted(set(merged) - _ACCEPTED)
+        if unknown:
+            raise ConfigError(f"PyMySQL does not accept {', '.join(unknown)}")
+        return ConnectArgs((), merged)
+
+    def connect(self, target: ConnectArgs, overrides: Mapping[str, Any], timeout: float) -> Any:
+        kwargs = {**target.kwargs, **overrides} if overrides else dict(target.kwargs)
+        read_timeout = kwargs.get("read_timeout")
+        write_timeout = kwargs.get("write_timeout")
+        budget = max(timeout, 0.001)  # PyMySQL refuses 0
+        kwargs["connect_timeout"] = budget
+        kwargs["read_timeout"] = budget if read_timeout is None else min(budget, read_timeout)
+        kwargs["write_timeout"] = budget if write_timeout is None else min(budget, write_timeout)
+        conn = pymysql.connections.Connection(**kwargs)
+        conn._read_timeout = read_timeout
+        conn._write_timeout = write_timeout
+        return conn
+
+    def detect_role(self, conn: Any) -> Role | None:
+        # A plain cursor whatever the caller's cursorclass (a DictCursor would return a dict).
+        cursor = pymysql.cursors.Cursor(conn)
+        try:
+            cursor.execute("SELECT @@read_only")
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        if conn.server_status & _IN_TRANSACTION:
+            conn.rollback()  # give the caller the connection as PyMySQL would: no transaction
+        if row is None:
+            return None
+        return "replica" if int(row[0]) else "primary"
+
+    def probe(self, conn: Any) -> ProbeResult:
+        # Replica status says both role and lag; an empty result with read_only off is a
+        # primary. Seconds_Behind_Master is the age of the oldest event received and not yet
+        # applied, in whole seconds (MariaDB 10.11 with MASTER_DELAY d: d - 1 or d while the
+        # SQL thread waits, measured); NULL while a replication thread is stopped or
+        # reconnecting: lag unknown.
+        #
+        # SHOW SLAVE STATUS needs SLAVE MONITOR (MariaDB >= 10.5) or REPLICATION CLIENT, which
+        # an application user often lacks. Without it the node is still healthy and its role
+        # still known from read_only: only the lag is unknown (so max_lag cannot apply).
+        # Failing the probe instead would mark every node down.
+        cursor = pymysql.cursors.Cursor(conn)
+        try:
+            cursor.execute("SELECT @@read_only")
+            row = cursor.fetchone()
+            read_only = bool(row and int(row[0]))
+            try:
+                cursor.execute("SHOW SLAVE STATUS")
+            except pymysql.err.OperationalError as exc:
+                if not exc.args or exc.args[0] != ER.SPECIFIC_ACCESS_DENIED_ERROR:
+                    raise
+                self._warn_no_lag(exc)
+                return ProbeResult("replica" if read_only else "primary", None)
+            status = cursor.fetchone()
+            columns = [d[0] for d in cursor.description or ()]
+        finally:
+            cursor.close()
+        if status is None:
+            return ProbeResult("replica" if read_only else "primary", None)
+        behind = dict(zip(columns, status, strict=False)).get("Seconds_Behind_Master")
+        return ProbeResult("replica", None if behind is None else float(behind))
+
+    _warned_no_lag = False
+
+    def _warn_no_lag(self, exc: BaseException) -> None:
+        if PyMySQLAdapter._warned_no_lag:
+            return
+        PyMySQLAdapter._warned_no_lag = True  # once per process: every probe would repeat it
+        log.warning(
+            "clusterdb: cannot read replication lag (SHOW SLAVE STATUS: %s); "
+            "grant SLAVE MONITOR (or REPLICATION CLIENT) to enforce max_lag",
+            exc.args[1] if len(exc.args) > 1 else exc,
+        )
+
+    def socket_fd(self, conn: Any) -> int | None:
+        sock = getattr(conn, "_sock", None)
+        return None if sock is None else int(sock.fileno())

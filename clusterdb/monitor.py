@@ -1,0 +1,223 @@
+"""The background monitor: one daemon thread per process that probes nodes.
+
+Down nodes are probed on a capped exponential backoff (they come back into rotation as soon as a
+probe succeeds); healthy nodes once per heartbeat, for round-trip time, role and lag. The cost
+per process stays small: at most one probe in flight per node, no connection held open between
+probes, and the thread sleeps on an event until the next probe is due, so it uses no CPU while
+idle.
+
+The thread is a daemon and the monitor holds clusters only weakly, so it never keeps a process
+or a cluster alive. ``stop()`` ends it (``clusterdb.close()`` and interpreter exit call it); in a
+forked child the monitor starts afresh on first use, since the parent's thread does not exist
+there.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import random
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Protocol
+
+from clusterdb import workers
+from clusterdb.config import ClusterOptions
+from clusterdb.schedule import ProbeSchedule
+
+__all__ = ["Monitor", "Probed", "get_monitor", "stop_monitor"]
+
+log = logging.getLogger("clusterdb")
+
+# Even with nothing due, wake up now and then so that a cluster registered without a wake-up
+# (or a clock jump) cannot leave the monitor asleep for long.
+_MAX_SLEEP = 30.0
+
+
+class Probed(Protocol):
+    """What the monitor needs of a cluster."""
+
+    name: str
+
+    @property
+    def options(self) -> ClusterOptions: ...
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        """The cluster's node names (fixed at registration)."""
+        ...
+
+    def probe(self, node: str) -> bool:
+        """Connect to ``node``, read its role and lag, record the outcome; True when it answered."""
+        ...
+
+
+class Monitor:
+    """Schedules and runs probes for every watched cluster."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._schedules: weakref.WeakKeyDictionary[Probed, dict[str, ProbeSchedule]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._in_flight: set[tuple[int, str]] = set()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    # -- called by clusters (cheap: a lock and a dict lookup) --
+
+    def watch(self, cluster: Probed) -> None:
+        """Start watching ``cluster`` (idempotent); starts the thread on first use."""
+        with self._lock:
+            if self._stopping:
+                return
+            new = cluster not in self._schedules
+            if new:
+                self._schedules[cluster] = {}
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="clusterdb-monitor", daemon=True
+                )
+                self._thread.start()
+        if new:
+            self._wake.set()
+
+    def unwatch(self, cluster: Probed) -> None:
+        with self._lock:
+            self._schedules.pop(cluster, None)
+
+    def node_failed(self, cluster: Probed, node: str) -> None:
+        """A connect() found ``node`` failing: put it on the backoff schedule now."""
+        now = self._clock()
+        with self._lock:
+            nodes = self._schedules.get(cluster)
+            if nodes is None:
+                return
+            current = nodes.get(node) or ProbeSchedule.first(now)
+            nodes[node] = current.after_outside_failure(now, cluster.options.backoff, self._rng)
+        self._wake.set()
+
+    def watching(self, cluster: Probed) -> bool:
+        with self._lock:
+            return cluster in self._schedules
+
+    @property
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop the thread; probes in flight finish on their own (daemon threads)."""
+        with self._lock:
+            self._stopping = True
+            thread = self._thread
+        self._wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    # -- the thread --
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if self._stopping:
+                    return
+            sleep = self._tick(self._clock())
+            self._wake.wait(sleep)
+            self._wake.clear()
+
+    def _tick(self, now: float) -> float:
+        """Start the probes due now; return how long to sleep. Its own frame, so that no
+        cluster stays referenced from the sleeping thread."""
+        due, sleep = self._collect_due(now)
+        for cluster, node in due:
+            workers.spawn(self._probe, cluster, node, name=f"clusterdb-probe-{cluster.name}-{node}")
+        return sleep
+
+    def _collect_due(self, now: float) -> tuple[list[tuple[Probed, str]], float]:
+        """Under the lock: the probes to start now, and how long to sleep afterwards."""
+        due: list[tuple[Probed, str]] = []
+        next_at = now + _MAX_SLEEP
+        with self._lock:
+            for cluster, nodes in list(self._schedules.items()):
+                for name in cluster.node_names:
+                    schedule = nodes.setdefault(name, ProbeSchedule.first(now))
+                    key = (id(cluster), name)
+                    if key in self._in_flight:
+                        continue
+                    if schedule.due_at <= now:
+                        self._in_flight.add(key)
+                        due.append((cluster, name))
+                    else:
+                        next_at = min(next_at, schedule.due_at)
+        return due, max(0.0, next_at - now)
+
+    def _probe(self, cluster: Probed, node: str) -> None:
+        try:
+            ok = cluster.probe(node)
+        except Exception:  # a bug in a probe must not kill the monitor's bookkeeping
+            log.exception("clusterdb: probe of %s/%s raised", cluster.name, node)
+            ok = False
+        now = self._clock()
+        options = cluster.options
+        with self._lock:
+            self._in_flight.discard((id(cluster), node))
+            nodes = self._schedules.get(cluster)
+            if nodes is not None:
+                current = nodes.get(node) or ProbeSchedule.first(now)
+                nodes[node] = (
+                    current.after_success(now, options.heartbeat)
+                    if ok
+                    else current.after_failure(now, options.backoff, self._rng)
+                )
+        self._wake.set()
+
+
+_monitor: Monitor | None = None
+_monitor_lock = threading.Lock()
+
+
+def get_monitor() -> Monitor:
+    """The process's monitor (created on first use, and afresh in a forked child)."""
+    global _monitor
+    monitor = _monitor
+    if monitor is not None:
+        return monitor
+    with _monitor_lock:
+        if _monitor is None:
+            _monitor = Monitor()
+        return _monitor
+
+
+def stop_monitor(timeout: float = 1.0) -> bool:
+    """Stop the process's monitor and wait up to ``timeout`` s for clusterdb's probe and
+    connect threads to end; True when none is left. The next use starts a new monitor."""
+    global _monitor
+    deadline = time.monotonic() + timeout
+    with _monitor_lock:
+        monitor, _monitor = _monitor, None
+    if monitor is not None:
+        monitor.stop(timeout)
+    return workers.wait_all(max(0.0, deadline - time.monotonic()))
+
+
+def _after_fork_in_child() -> None:
+    # The parent's thread does not exist here and its locks may be held: start from nothing.
+    global _monitor, _monitor_lock
+    _monitor = None
+    _monitor_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+# Bounded: a node hung mid-probe must not hold the process (at most ~1 s at exit).
+atexit.register(stop_monitor, 1.0)

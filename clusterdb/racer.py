@@ -1,0 +1,402 @@
+"""Raced and hedged connect attempts, in daemon threads, within one overall deadline.
+
+:func:`connect` plans under the cluster's lock, then :func:`race` runs the plan: the first
+attempt starts in a worker thread (so that a hung node can be hedged), the next one starts when
+the current one fails or has not answered within its hedge delay, and the first success wins.
+A race plan (nothing known yet) starts every node at once.
+
+Rules that keep stats exact and leak nothing, whatever the timing:
+
+* every attempt records its own outcome in the cluster's stats when it finishes, winners,
+  late losers and attempts abandoned at the deadline alike;
+* a successful attempt must *claim* the race before handing its connection over, and the
+  waiting thread *abandons* it when it gives up (deadline, interrupt): whichever comes first
+  settles the race, and an attempt that finds it settled closes its own connection;
+* each driver attempt is given what is left of the deadline (rounded up to what the driver
+  supports), so an abandoned attempt ends on its own soon after the deadline.
+
+``role="prefer-replica"`` accepts a primary, but only as a fallback: a primary that answers
+is handed to the waiting thread *unclaimed* and kept aside while attempts that may still
+produce a replica run, for at most the hedge policy's ``max_delay``; a replica answering in
+that time wins and the primary is closed (counted as discarded). Without this, the first
+connect of a process (every node raced, roles unknown) went to the primary about 40 % of the
+time on a healthy 1+2 cluster, and a replica slow for a moment (a hedge delay of some 20 ms)
+handed its connections to the primary. Once a primary is in hand no further node is started:
+only attempts already running can beat it.
+
+Plain daemon threads rather than ``concurrent.futures``: an executor's exit hook joins its
+workers, so an attempt hung in a driver would block interpreter exit.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+from collections.abc import Callable
+from time import monotonic
+from typing import Any, Literal
+
+from clusterdb import workers
+from clusterdb.cluster import Cluster
+from clusterdb.description import Role, WantedRole
+from clusterdb.errors import AllNodesFailed, ConfigError, NoSuitableNode, bind_to_driver
+from clusterdb.redact import Redactor
+from clusterdb.selection import WANTED_ROLES, Plan
+
+__all__ = ["Attempt", "connect", "race"]
+
+Attempt = Callable[[str, float], Any]
+"""``attempt(node, timeout)``: open a connection to ``node`` within ``timeout`` seconds."""
+
+# (plan index, connection or None, error or None, the error's scrubbed line, True for a
+# prefer-replica fallback: a primary's connection handed over unclaimed)
+_Result = tuple[int, Any, BaseException | None, str, bool]
+
+_NEVER = math.inf
+
+
+def connect(cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any]) -> Any:
+    """One clusterdb.connect(): plan, race, count the outcome. ``overrides`` go to the driver,
+    except ``connect_timeout``, the overall deadline."""
+    if wanted not in WANTED_ROLES:
+        raise ConfigError(f"role must be one of {', '.join(WANTED_ROLES)}, not {wanted!r}", "role")
+    timeout = _deadline(overrides.pop("connect_timeout", cluster.options.connect_timeout))
+    adapter = cluster.adapter
+    cluster.watch()
+    chosen, desc = cluster.begin(wanted)
+    if not chosen.nodes:
+        cluster.record_outcome(False)
+        error = bind_to_driver(NoSuitableNode, adapter.operational_error)
+        raise error(cluster.name, wanted, chosen.rejected)
+
+    def attempt(node: str, remaining: float) -> Any:
+        return adapter.connect(cluster.target(node), overrides, remaining)
+
+    if adapter.role_is_free or wanted != "any":
+        detect: Callable[[str], bool] = _always
+    else:
+        unknown = {n.name for n in desc.nodes if n.role == "unknown"}
+        detect = unknown.__contains__  # learn each node's role once; the monitor keeps it fresh
+    try:
+        conn = race(
+            cluster,
+            chosen,
+            attempt,
+            timeout=timeout,
+            wanted=wanted,
+            detect=detect,
+            redactor=cluster.redactor_for(overrides),
+        )
+    except BaseException:
+        cluster.record_outcome(False)
+        raise
+    cluster.record_outcome(True)
+    return conn
+
+
+def _always(node: str) -> bool:
+    return True
+
+
+def _deadline(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"must be a number of seconds, not {value!r}", "connect_timeout")
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"must be > 0 seconds, not {value!r}", "connect_timeout")
+    return float(value)
+
+
+def race(
+    cluster: Cluster,
+    plan: Plan,
+    attempt: Attempt,
+    *,
+    timeout: float,
+    wanted: WantedRole = "any",
+    detect: Callable[[str], bool] = _always,
+    redactor: Redactor | None = None,
+) -> Any:
+    """Run ``plan`` (its first attempts already counted pending by ``cluster.begin``).
+
+    Returns the winning connection; raises the driver-bound :class:`AllNodesFailed` when every
+    attempt failed or the ``timeout`` (seconds) passed. ``detect(node)`` says whether to read
+    the role of a connection to ``node``; a connection of the wrong role is closed, counted as
+    discarded, and the next node is tried.
+    """
+    return _Race(cluster, attempt, timeout, wanted, detect, redactor or cluster.redactor).run(plan)
+
+
+class _Race:
+    __slots__ = (
+        "attempt",
+        "cluster",
+        "deadline",
+        "detect",
+        "fallback",
+        "fallback_wait",
+        "lock",
+        "nodes",
+        "redactor",
+        "results",
+        "settled",
+        "timeout",
+        "wanted",
+    )
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        attempt: Attempt,
+        timeout: float,
+        wanted: WantedRole,
+        detect: Callable[[str], bool],
+        redactor: Redactor,
+    ) -> None:
+        self.cluster = cluster
+        self.attempt = attempt
+        self.timeout = timeout
+        self.deadline = monotonic() + timeout
+        self.wanted = wanted
+        self.detect = detect
+        self.redactor = redactor
+        self.lock = threading.Lock()
+        self.results: queue.SimpleQueue[_Result] = queue.SimpleQueue()
+        self.settled: Literal["won", "abandoned"] | None = None
+        self.nodes: tuple[str, ...] = ()
+        # prefer-replica: the (plan index, connection) of a primary held by the waiting thread
+        # while a replica may still answer, for at most fallback_wait seconds.
+        self.fallback: tuple[int, Any] | None = None
+        self.fallback_wait = cluster.options.hedge.max_delay
+
+    def claim(self) -> bool:
+        """A successful attempt asks to win: True for the first one, unless abandoned."""
+        with self.lock:
+            if self.settled is not None:
+                return False
+            self.settled = "won"
+            return True
+
+    def abandon(self) -> bool:
+        """The waiting thread gives up: True unless an attempt has won already."""
+        with self.lock:
+            if self.settled is None:
+                self.settled = "abandoned"
+            return self.settled == "abandoned"
+
+    # -- the waiting thread --
+
+    def run(self, plan: Plan) -> Any:
+        try:
+            return self._run(plan)
+        except BaseException:
+            self._abandon()  # a no-op after giving up: the race is abandoned already
+            raise
+
+    def _run(self, plan: Plan) -> Any:
+        nodes, delays = plan.nodes, plan.hedge_delays
+        self.nodes = nodes
+        count = len(nodes)
+        started = count if plan.race else 1
+        for index in range(started):
+            self._launch(index, nodes[index])
+        last_start = monotonic()
+        next_hedge = last_start + delays[0] if started < count else _NEVER
+        use_fallback_at = _NEVER
+        outstanding = started
+        errors: dict[str, tuple[BaseException, str]] = {}
+        while True:
+            wake = min(self.deadline, next_hedge, use_fallback_at)
+            try:
+                index, conn, exc, line, fallback = self.results.get(
+                    timeout=max(0.0, wake - monotonic())
+                )
+            except queue.Empty:
+                now = monotonic()
+                if self.fallback is not None and now >= min(use_fallback_at, self.deadline):
+                    return self._take_fallback()  # no replica answered in time
+                if now >= self.deadline:
+                    break
+                if now < next_hedge:
+                    continue
+                self.cluster.record_hedge(nodes[started - 1], now - last_start)
+            else:
+                if conn is not None and not fallback:
+                    self._drop_fallback()
+                    return conn
+                outstanding -= 1
+                if fallback:
+                    if self.fallback is None:
+                        self.fallback = (index, conn)
+                        use_fallback_at = monotonic() + self.fallback_wait
+                        next_hedge = _NEVER  # only attempts already running can beat it
+                    else:
+                        self._discard(index, conn)  # one primary in hand is enough
+                else:
+                    assert exc is not None
+                    errors[nodes[index]] = (exc, line)
+                if self.fallback is not None:
+                    if outstanding == 0:
+                        return self._take_fallback()  # nothing running could bring a replica
+                    continue
+                if started == count:
+                    if outstanding == 0:
+                        break
+                    continue
+            # A hedge delay ran out, or an attempt failed: start the next node as well.
+            self.cluster.attempt_started(nodes[started])
+            self._launch(started, nodes[started])
+            started += 1
+            outstanding += 1
+            last_start = monotonic()
+            next_hedge = last_start + delays[started - 1] if started < count else _NEVER
+        return self._give_up(nodes[:started], errors)
+
+    def _give_up(self, tried: tuple[str, ...], errors: dict[str, tuple[BaseException, str]]) -> Any:
+        if not self.abandon():
+            # An attempt won just now: its connection is on its way (it is recording stats).
+            return self._winner()
+        while True:  # failures that arrived since the deadline passed
+            try:
+                index, conn, exc, line, _ = self.results.get_nowait()
+            except queue.Empty:
+                break
+            if conn is not None:  # a fallback handed over just before the race was abandoned
+                self._discard(index, conn)
+                continue
+            assert exc is not None
+            errors.setdefault(tried[index], (exc, line))
+        silent = f"no answer within {self.timeout:g} s (connect_timeout)"
+        adapter = self.cluster.adapter
+        ordered: dict[str, BaseException] = {}
+        lines: dict[str, str] = {}
+        for node in tried:
+            exc, line = errors.get(node) or (adapter.operational_error(silent), silent)
+            ordered[node], lines[node] = exc, line
+        error_cls = bind_to_driver(AllNodesFailed, adapter.operational_error)
+        last = next((errors[n][0] for n in reversed(tried) if n in errors), None)
+        raise error_cls(self.cluster.name, ordered, lines) from last
+
+    def _winner(self) -> Any:
+        """The connection of the attempt that claimed the race (on its way in the queue);
+        fallbacks handed over before the claim are closed on the way."""
+        while True:
+            index, conn, _, _, fallback = self.results.get()
+            if conn is None:
+                continue
+            if not fallback:
+                return conn
+            self._discard(index, conn)
+
+    def _abandon(self) -> None:
+        """Interrupted (KeyboardInterrupt...): let no connection escape unclosed."""
+        if not self.abandon():
+            self.cluster.adapter.close_quietly(self._winner())
+        self._drop_fallback()
+        while True:  # fallbacks handed over before the race was settled
+            try:
+                index, conn, _, _, _ = self.results.get_nowait()
+            except queue.Empty:
+                break
+            if conn is not None:
+                self._discard(index, conn)
+
+    # -- prefer-replica fallbacks (the waiting thread) --
+
+    def _take_fallback(self) -> Any:
+        """Use the primary held aside: claim the race for it, unless a replica just did."""
+        assert self.fallback is not None
+        if self.claim():
+            _, conn = self.fallback
+            self.fallback = None
+            return conn
+        winner = self._winner()  # a replica claimed the race meanwhile: it wins after all
+        self._drop_fallback()
+        return winner
+
+    def _drop_fallback(self) -> None:
+        if self.fallback is not None:
+            index, conn = self.fallback
+            self.fallback = None
+            self._discard(index, conn)
+
+    def _discard(self, index: int, conn: Any) -> None:
+        """Close a fallback that will not be used, and count it as discarded."""
+        self.cluster.adapter.close_quietly(conn)
+        self.cluster.record_discarded(self.nodes[index])
+
+    # -- attempt threads --
+
+    def _launch(self, index: int, node: str) -> None:
+        try:
+            workers.spawn(
+                self._attempt, index, node, name=f"clusterdb-connect-{self.cluster.name}-{node}"
+            )
+        except Exception as exc:  # "can't start new thread": count it, try the next node
+            self._failed(index, node, exc)
+
+    def _attempt(self, index: int, node: str) -> None:
+        adapter = self.cluster.adapter
+        started = monotonic()
+        conn = None
+        try:
+            conn = self.attempt(node, self.deadline - started)
+            latency = monotonic() - started
+            role = adapter.detect_role(conn) if self.detect(node) else None
+        except BaseException as exc:
+            if conn is not None:
+                adapter.close_quietly(conn)
+            self._failed(index, node, exc)
+            return
+        if not _fits(self.wanted, role):
+            adapter.close_quietly(conn)
+            self.cluster.record_success(node, latency, role, discarded=True)
+            line = f"is a {role}, wanted {self.wanted}"
+            self.results.put((index, None, adapter.operational_error(line), line, False))
+            return
+        if self.wanted == "prefer-replica" and role == "primary":
+            self._offer_fallback(index, node, conn, latency)
+            return
+        won = self.claim()
+        if not won:
+            adapter.close_quietly(conn)
+        # Recorded before the hand-over, so that stats read after connect() returns count it.
+        self.cluster.record_success(node, latency, role, discarded=not won)
+        if won:
+            self.results.put((index, conn, None, "", False))
+
+    def _offer_fallback(self, index: int, node: str, conn: Any, latency: float) -> None:
+        """prefer-replica got a primary: hand it to the waiting thread unclaimed (it decides
+        whether to use it), or close it when the race is settled already."""
+        # Under the race's lock (the cluster's lock is only ever taken inside it, never the
+        # other way round): a race settled later finds the fallback in the queue, and the
+        # outcome is recorded once, before the hand-over, with the right ``discarded``.
+        with self.lock:
+            handed = self.settled is None
+            self.cluster.record_success(node, latency, "primary", discarded=not handed)
+            if handed:
+                self.results.put((index, conn, None, "", True))
+        if not handed:
+            self.cluster.adapter.close_quietly(conn)
+
+    def _failed(self, index: int, node: str, exc: BaseException) -> None:
+        line = self.redactor.one_line(exc)
+        self.cluster.record_failure(node, exc, line)
+        self.results.put((index, None, self._safe(exc, line), line, False))
+
+    def _safe(self, exc: BaseException, line: str) -> BaseException:
+        """``exc``, or a stand-in carrying only ``line`` when its text holds a secret."""
+        try:
+            text = f"{exc}\n{exc!r}"
+        except Exception:
+            text = ""
+        if text and self.redactor.scrub(text) == text:
+            return exc
+        return self.cluster.adapter.operational_error(line)
+
+
+def _fits(wanted: WantedRole, role: Role | None) -> bool:
+    # An undetectable role (generic drivers) cannot be refused; "prefer" takes what answers.
+    if role is None or wanted in ("any", "prefer-replica"):
+        return True
+    return role == wanted

@@ -1,0 +1,176 @@
+"""Which nodes a connect() tries, in which order, with which hedge delays: :func:`plan`.
+
+A pure function of an immutable :class:`~clusterdb.description.ClusterDescription` and an
+injected random source (PyMongo's server selection is the model), so every rule is tested by
+scenario tables with no server.
+
+1. **Fit.** A node fits unless it is drained, of a known wrong role, or a replica lagging more
+   than ``max_lag`` when a replica is wanted. Every node left out gets a reason in
+   :attr:`Plan.rejected`.
+2. **Down nodes last resort.** Fitting nodes in state ``down`` are offered only when no other
+   node fits; then all of them are raced (the monitor may not have seen the recovery yet).
+3. **Role tiers.** Known roles before unknown ones (the edge checks the role on connect):
+   ``primary``: primaries, then unknown; ``replica``: replicas, then unknown;
+   ``prefer-replica``: replicas, unknown, then primaries; ``any``: one tier.
+4. **Within a tier:** ``up`` nodes with a latency estimate: those inside the latency window
+   of the cheapest in a weighted random order (:class:`~clusterdb.policies.SelectionPolicy`),
+   the others by increasing cost; then ``up`` nodes without an estimate and ``unknown`` nodes,
+   in registration order.
+5. **Race or hedge.** When no node of the plan has a latency estimate nothing tells the nodes
+   apart: every node is started at once (delays 0, ``race=True``). Otherwise each node gets
+   its hedge delay from :class:`~clusterdb.policies.HedgePolicy`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import get_args
+
+from clusterdb.description import ClusterDescription, NodeDescription, Role, WantedRole
+from clusterdb.policies import HedgePolicy, SelectionPolicy
+
+__all__ = ["WANTED_ROLES", "Plan", "plan", "unfit_reason"]
+
+WANTED_ROLES: tuple[WantedRole, ...] = get_args(WantedRole)
+
+_TIERS: Mapping[str, tuple[tuple[Role, ...], ...]] = {
+    "any": (("primary", "replica", "unknown"),),
+    "primary": (("primary",), ("unknown",)),
+    "replica": (("replica",), ("unknown",)),
+    "prefer-replica": (("replica",), ("unknown",), ("primary",)),
+}
+_DEFAULT_SELECTION = SelectionPolicy()
+_DEFAULT_HEDGE = HedgePolicy()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The outcome of selection: what to try, in which order, how long to wait on each."""
+
+    nodes: tuple[str, ...]
+    """Node names in the order to try; empty when no node fits."""
+    hedge_delays: tuple[float, ...]
+    """``hedge_delays[i]``: seconds to wait on ``nodes[i]`` before also starting
+    ``nodes[i + 1]``; 0.0 starts the next one at once."""
+    race: bool
+    """True when every node is started at once: nothing known to rank them, or only down
+    nodes fit. False for an empty plan."""
+    rejected: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """Node name -> why it is not in the plan ("drained", "role primary, wanted replica")."""
+
+
+def plan(
+    desc: ClusterDescription,
+    wanted: WantedRole = "any",
+    *,
+    rng: random.Random,
+    max_lag: float | None = None,
+    selection: SelectionPolicy = _DEFAULT_SELECTION,
+    hedge: HedgePolicy = _DEFAULT_HEDGE,
+    now: float | None = None,
+) -> Plan:
+    """The plan for one connect() asking for ``wanted``; see the module docstring.
+
+    ``now`` (monotonic seconds) only makes the reason given for a down node say for how long.
+    Raises ValueError for an unknown ``wanted``.
+    """
+    if wanted not in _TIERS:
+        raise ValueError(f"unknown role {wanted!r}: expected one of {', '.join(WANTED_ROLES)}")
+    rejected: dict[str, str] = {}
+    fitting: list[NodeDescription] = []
+    for node in desc.nodes:
+        reason = unfit_reason(node, wanted, max_lag)
+        if reason is None:
+            fitting.append(node)
+        else:
+            rejected[node.name] = reason
+    live = [n for n in fitting if n.state != "down"]
+    if live:
+        for node in fitting:
+            if node.state == "down":
+                rejected[node.name] = _down_reason(node, now)
+        ordered = [n for tier in _tiers(live, wanted) for n in _order_tier(tier, rng, selection)]
+        race = all(n.latency is None for n in ordered)
+    else:
+        ordered = [n for tier in _tiers(fitting, wanted) for n in _by_cost(tier, selection)]
+        race = True
+    delays = tuple(0.0 if race else hedge.delay(n) for n in ordered)
+    return Plan(
+        nodes=tuple(n.name for n in ordered),
+        hedge_delays=delays,
+        race=race and bool(ordered),
+        rejected=MappingProxyType(rejected),
+    )
+
+
+def unfit_reason(node: NodeDescription, wanted: WantedRole, max_lag: float | None) -> str | None:
+    """Why ``node`` cannot serve ``wanted`` whatever its state, or None when it can."""
+    if node.drained:
+        return "drained"
+    if wanted == "primary" and node.role == "replica":
+        return "role replica, wanted primary"
+    if wanted == "replica" and node.role == "primary":
+        return "role primary, wanted replica"
+    lag_matters = wanted in ("replica", "prefer-replica") and node.role != "primary"
+    if lag_matters and max_lag is not None and node.lag is not None and node.lag > max_lag:
+        return f"lag {node.lag:.1f} s > max_lag {max_lag:.1f} s"
+    return None
+
+
+def _down_reason(node: NodeDescription, now: float | None) -> str:
+    since = ""
+    if now is not None and node.down_since is not None:
+        since = f" for {max(0.0, now - node.down_since):.1f} s"
+    return f"down{since} (not offered while another node fits)"
+
+
+def _tiers(nodes: Sequence[NodeDescription], wanted: WantedRole) -> list[list[NodeDescription]]:
+    return [[n for n in nodes if n.role in roles] for roles in _TIERS[wanted]]
+
+
+def _order_tier(
+    nodes: Sequence[NodeDescription], rng: random.Random, selection: SelectionPolicy
+) -> list[NodeDescription]:
+    measured = _by_cost([n for n in nodes if n.state == "up" and n.latency is not None], selection)
+    unmeasured = [n for n in nodes if n.state == "up" and n.latency is None]
+    unproven = [n for n in nodes if n.state == "unknown"]
+    if not measured:
+        return unmeasured + unproven
+    costs = [_cost(n, selection) for n in measured]
+    limit = selection.limit(costs[0])
+    inside = sum(1 for c in costs if c <= limit)
+    weights = [selection.weight(c, costs[0]) for c in costs[:inside]]
+    window = _weighted_order(measured[:inside], weights, rng)
+    return window + measured[inside:] + unmeasured + unproven
+
+
+def _cost(node: NodeDescription, selection: SelectionPolicy) -> float:
+    cost = selection.cost(node)
+    return float("inf") if cost is None else cost
+
+
+def _by_cost(nodes: Sequence[NodeDescription], selection: SelectionPolicy) -> list[NodeDescription]:
+    """Increasing cost, unknown cost last; ties keep registration order (sorted is stable)."""
+    return sorted(nodes, key=lambda n: _cost(n, selection))
+
+
+def _weighted_order(
+    items: Sequence[NodeDescription], weights: Sequence[float], rng: random.Random
+) -> list[NodeDescription]:
+    """Weighted random order without replacement: each next item drawn ∝ its weight."""
+    pool = list(zip(items, weights, strict=True))
+    out: list[NodeDescription] = []
+    while len(pool) > 1:
+        point = rng.random() * sum(w for _, w in pool)
+        index = len(pool) - 1  # rounding can leave point just above the last running sum
+        for i, (_, weight) in enumerate(pool):
+            point -= weight
+            if point < 0:
+                index = i
+                break
+        out.append(pool.pop(index)[0])
+    out.extend(item for item, _ in pool)
+    return out

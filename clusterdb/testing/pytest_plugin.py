@@ -1,0 +1,99 @@
+"""pytest fixtures for real test clusters (registered through the ``pytest11`` entry point).
+
+* ``pg_cluster_session`` / ``mariadb_cluster_session``: a PostgreSQL 1+2 and a MariaDB 1+1
+  cluster shared by the session, started on first use.
+* ``pg_cluster`` / ``mariadb_cluster``: the same clusters, healed after every test.
+* ``make_pg_cluster(replicas=N)`` / ``make_mariadb_cluster(replicas=N)``: other shapes, all
+  stopped at the end of the test.
+
+Missing server binaries make these fixtures error with the command to install them; they
+never skip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import pytest
+
+from clusterdb.testing.cluster import Cluster
+from clusterdb.testing.mariadb import MariaDBCluster
+from clusterdb.testing.postgres import PostgresCluster
+
+_C = TypeVar("_C", bound=Cluster)
+
+
+def _session(cluster: _C) -> Iterator[_C]:
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def _healed(cluster: _C) -> Iterator[_C]:
+    yield cluster
+    try:
+        cluster.heal()
+    except Exception:
+        # Never hand a broken cluster to the next test: start over from the template (same
+        # ports), or from nothing, and still report this test's teardown as failed.
+        try:
+            cluster.recreate()
+        except Exception:
+            cluster.stop()
+            cluster.start()
+        raise
+
+
+def _factory(cls: type[_C]) -> Iterator[Callable[..., _C]]:
+    made: list[_C] = []
+
+    def make(replicas: int = 2) -> _C:
+        cluster = cls(replicas=replicas)
+        made.append(cluster)
+        cluster.start()
+        return cluster
+
+    try:
+        yield make
+    finally:
+        for cluster in made:
+            cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster_session() -> Iterator[PostgresCluster]:
+    """A PostgreSQL primary with two replicas, shared by the whole session."""
+    yield from _session(PostgresCluster(replicas=2))
+
+
+@pytest.fixture(scope="session")
+def mariadb_cluster_session() -> Iterator[MariaDBCluster]:
+    """A MariaDB primary with one replica, shared by the whole session."""
+    yield from _session(MariaDBCluster(replicas=1))
+
+
+@pytest.fixture
+def pg_cluster(pg_cluster_session: PostgresCluster) -> Iterator[PostgresCluster]:
+    """The session's PostgreSQL 1+2 cluster, healed after the test."""
+    yield from _healed(pg_cluster_session)
+
+
+@pytest.fixture
+def mariadb_cluster(mariadb_cluster_session: MariaDBCluster) -> Iterator[MariaDBCluster]:
+    """The session's MariaDB 1+1 cluster, healed after the test."""
+    yield from _healed(mariadb_cluster_session)
+
+
+@pytest.fixture
+def make_pg_cluster() -> Iterator[Callable[..., PostgresCluster]]:
+    """``make_pg_cluster(replicas=N)`` starts a PostgreSQL cluster stopped after the test."""
+    yield from _factory(PostgresCluster)
+
+
+@pytest.fixture
+def make_mariadb_cluster() -> Iterator[Callable[..., MariaDBCluster]]:
+    """``make_mariadb_cluster(replicas=N)`` starts a MariaDB cluster stopped after the test."""
+    yield from _factory(MariaDBCluster)

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Makes sure the PostgreSQL and MariaDB server binaries used by clusterdb.testing are installed.
+#
+# Quiet when they are. When some are missing and we are root on Debian/Ubuntu, installs the
+# packages without letting them start (or restart) any system service; otherwise prints the
+# command to run and exits 1. The machine's own PostgreSQL/MariaDB services are never touched.
+set -euo pipefail
+
+have_postgres() {
+    local dir
+    for dir in /usr/lib/postgresql/*/bin; do
+        if [ -x "$dir/initdb" ] && [ -x "$dir/postgres" ] && [ -x "$dir/pg_ctl" ] \
+            && [ -x "$dir/pg_basebackup" ]; then
+            return 0
+        fi
+    done
+    command -v initdb && command -v postgres && command -v pg_ctl && command -v pg_basebackup
+} >/dev/null 2>&1
+
+have_mariadb() {
+    { [ -x /usr/sbin/mariadbd ] || command -v mariadbd; } \
+        && { [ -x /usr/bin/mariadb-install-db ] || command -v mariadb-install-db; }
+} >/dev/null 2>&1
+
+missing=()
+have_postgres || missing+=(postgresql)
+have_mariadb || missing+=(mariadb-server)
+if [ "${#missing[@]}" -eq 0 ]; then
+    exit 0
+fi
+
+install_cmd="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y ${missing[*]}"
+
+if [ "$(id -u)" -ne 0 ] || [ ! -f /etc/debian_version ] || ! command -v apt-get >/dev/null; then
+    {
+        echo "clusterdb's server tests need the PostgreSQL and MariaDB server binaries;"
+        echo "missing: ${missing[*]}. Install them with:"
+        echo
+        echo "    sudo sh -c '$install_cmd'"
+        echo
+        echo "(on other systems, install the equivalent packages; the PostgreSQL binaries are"
+        echo "looked for in /usr/lib/postgresql/*/bin, \$CLUSTERDB_PG_BINDIR or PATH)"
+    } >&2
+    exit 1
+fi
+
+echo "ensure-servers: installing ${missing[*]} (system services are not started)" >&2
+
+# invoke-rc.d asks policy-rc.d whether it may start a service; 101 means "no". Keep any
+# policy already in place and put it back afterwards, whatever happens.
+policy=/usr/sbin/policy-rc.d
+backup=""
+if [ -e "$policy" ]; then
+    backup="$(mktemp)"
+    cp -p "$policy" "$backup"
+fi
+restore_policy() {
+    if [ -n "$backup" ]; then
+        mv -f "$backup" "$policy"
+    else
+        rm -f "$policy"
+    fi
+}
+trap restore_policy EXIT
+printf '#!/bin/sh\n# clusterdb scripts/ensure-servers.sh: no service starts during install\nexit 101\n' \
+    >"$policy"
+chmod 755 "$policy"
+
+apt-get update -q
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+
+have_postgres || { echo "ensure-servers: PostgreSQL binaries still missing" >&2; exit 1; }
+have_mariadb || { echo "ensure-servers: MariaDB binaries still missing" >&2; exit 1; }

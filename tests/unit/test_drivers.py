@@ -1,0 +1,93 @@
+"""Driver adapters: how a node of the config becomes the driver's connect arguments.
+
+Pure argument building, no connection: connecting is tested on real servers.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import types
+
+import psycopg
+import pymysql
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+
+import clusterdb.psycopg
+from clusterdb.cluster import Cluster
+from clusterdb.config import NodeEntry, cluster_from_kwargs
+from clusterdb.drivers import get_adapter
+from clusterdb.errors import ConfigError
+
+
+def test_get_adapter_knows_drivers_by_name_and_module() -> None:
+    assert get_adapter("psycopg") is get_adapter(psycopg)
+    assert get_adapter("pymysql") is get_adapter(pymysql)
+    assert get_adapter(clusterdb.psycopg) is get_adapter("psycopg")
+    assert get_adapter("sqlite3").name == "sqlite3"
+    assert get_adapter(psycopg).operational_error is psycopg.OperationalError
+    assert get_adapter(pymysql).operational_error is pymysql.err.OperationalError
+    with pytest.raises(ConfigError, match="not a PEP 249 module"):
+        get_adapter(types.ModuleType("nothing_here"))
+    with pytest.raises(ConfigError, match="cannot import driver 'no_such_driver_x'"):
+        get_adapter("no_such_driver_x")
+
+
+def test_psycopg_node_settings_win_over_cluster_settings() -> None:
+    adapter = get_adapter("psycopg")
+    node = NodeEntry(name="n", dsn="host=10.0.0.2 port=6432 dbname=nodedb application_name=x")
+    args = adapter.connect_args(node, {"dbname": "app", "user": "u", "autocommit": True})
+    params = conninfo_to_dict(args.args[0])
+    assert params == {
+        "host": "10.0.0.2",
+        "port": "6432",
+        "dbname": "nodedb",
+        "user": "u",
+        "application_name": "x",
+    }
+    assert args.kwargs == {"autocommit": True}  # Python settings stay keyword arguments
+
+    mapped = NodeEntry(name="m", host="db1", port=5433, params={"sslmode": "disable"})
+    params = conninfo_to_dict(adapter.connect_args(mapped, {"host": "ignored"}).args[0])
+    assert (params["host"], params["port"], params["sslmode"]) == ("db1", "5433", "disable")
+
+
+def test_psycopg_rejects_an_unknown_parameter_at_register_time() -> None:
+    config = cluster_from_kwargs("p", "psycopg", [{"name": "n", "host": "h"}], {"dbnmae": "x"})
+    with pytest.raises(ConfigError, match=r"clusters\.p\.nodes\[0\].*node 'n'.*dbnmae"):
+        Cluster(config)
+
+
+def test_pymysql_dsn_becomes_typed_keyword_arguments() -> None:
+    adapter = get_adapter("pymysql")
+    node = NodeEntry(
+        name="n", dsn="mysql://app:pw@10.0.0.3:3307/appdb?ssl_disabled=true&read_timeout=2.5"
+    )
+    args = adapter.connect_args(node, {"dbname": "other", "charset": "utf8mb4"})
+    assert args.args == ()
+    assert args.kwargs == {
+        "database": "appdb",
+        "charset": "utf8mb4",
+        "user": "app",
+        "password": "pw",
+        "host": "10.0.0.3",
+        "port": 3307,
+        "ssl_disabled": True,
+        "read_timeout": 2.5,
+    }
+
+
+def test_pymysql_rejects_an_unknown_keyword_naming_it() -> None:
+    adapter = get_adapter("pymysql")
+    with pytest.raises(ConfigError, match="PyMySQL does not accept sslmode"):
+        adapter.connect_args(NodeEntry(name="n", host="h"), {"sslmode": "require"})
+
+
+def test_generic_driver_passes_the_dsn_first_and_sqlite_may_cross_threads() -> None:
+    adapter = get_adapter(sqlite3)
+    args = adapter.connect_args(NodeEntry(name="n", dsn="/tmp/x.db"), {"timeout": 2.0})
+    assert args.args == ("/tmp/x.db",)
+    assert args.kwargs == {"timeout": 2.0, "check_same_thread": False}
+    # Even when the caller asks otherwise: the connection is opened in a worker thread.
+    args = adapter.connect_args(NodeEntry(name="n", dsn=":memory:"), {"check_same_thread": True})
+    assert args.kwargs["check_same_thread"] is False
