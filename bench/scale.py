@@ -128,8 +128,6 @@ def description(n: int, seed: int = 1) -> ClusterDescription:
                 state="up",
                 role="primary" if i == 0 else "replica",
                 latency=lat,
-                latency_min=lat * 0.9,
-                rtt=lat / 3,
                 lag=0.0 if i else None,
             )
         )

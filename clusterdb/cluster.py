@@ -110,8 +110,6 @@ class _Node:
             state=self.state,
             role=self.role,
             latency=self.latency.value_at(now),
-            latency_min=self.latency.minimum,
-            rtt=self.rtt.value_at(now),
             lag=self.lag,
             drained=self.drained,
             pending=self.pending,

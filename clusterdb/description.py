@@ -33,7 +33,7 @@ STATES: tuple[NodeState, ...] = ("unknown", "up", "down")
 ROLES: tuple[Role, ...] = ("unknown", "primary", "replica")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NodeDescription:
     """What is known about one node at one moment."""
 
@@ -43,10 +43,6 @@ class NodeDescription:
     role: Role = "unknown"
     latency: float | None = None
     """Connect latency estimate in seconds (Peak EWMA), None before the first sample."""
-    latency_min: float | None = None
-    """Smallest of the recent connect latency samples."""
-    rtt: float | None = None
-    """Monitor round-trip-time estimate in seconds."""
     lag: float | None = None
     """Replication lag in seconds (replicas), None when unknown."""
     drained: bool = False

@@ -80,26 +80,27 @@ def plan(
     if wanted not in _TIERS:
         raise ValueError(f"unknown role {wanted!r}: expected one of {', '.join(WANTED_ROLES)}")
     rejected: dict[str, str] = {}
-    fitting: list[NodeDescription] = []
+    live: list[NodeDescription] = []
+    down: list[NodeDescription] = []
     for node in desc.nodes:
         reason = unfit_reason(node, wanted, max_lag)
-        if reason is None:
-            fitting.append(node)
-        else:
+        if reason is not None:
             rejected[node.name] = reason
-    live = [n for n in fitting if n.state != "down"]
+        elif node.state == "down":
+            down.append(node)
+        else:
+            live.append(node)
     if live:
-        for node in fitting:
-            if node.state == "down":
-                rejected[node.name] = _down_reason(node, now)
+        for node in down:
+            rejected[node.name] = _down_reason(node, now)
         ordered = [n for tier in _tiers(live, wanted) for n in _order_tier(tier, rng, selection)]
         race = all(n.latency is None for n in ordered)
     else:
-        ordered = [n for tier in _tiers(fitting, wanted) for n in _by_cost(tier, selection)]
+        ordered = [n for tier in _tiers(down, wanted) for n in _by_cost(tier, selection)]
         race = True
-    delays = tuple(0.0 if race else hedge.delay(n) for n in ordered)
+    delays = tuple([0.0] * len(ordered) if race else [hedge.delay(n) for n in ordered])
     return Plan(
-        nodes=tuple(n.name for n in ordered),
+        nodes=tuple([n.name for n in ordered]),
         hedge_delays=delays,
         race=race and bool(ordered),
         rejected=MappingProxyType(rejected),
@@ -128,23 +129,45 @@ def _down_reason(node: NodeDescription, now: float | None) -> str:
 
 
 def _tiers(nodes: Sequence[NodeDescription], wanted: WantedRole) -> list[list[NodeDescription]]:
-    return [[n for n in nodes if n.role in roles] for roles in _TIERS[wanted]]
+    tiers = _TIERS[wanted]
+    if len(tiers) == 1:  # "any": every role in one tier
+        return [list(nodes)]
+    return [[n for n in nodes if n.role in roles] for roles in tiers]
 
 
 def _order_tier(
     nodes: Sequence[NodeDescription], rng: random.Random, selection: SelectionPolicy
 ) -> list[NodeDescription]:
-    measured = _by_cost([n for n in nodes if n.state == "up" and n.latency is not None], selection)
-    unmeasured = [n for n in nodes if n.state == "up" and n.latency is None]
-    unproven = [n for n in nodes if n.state == "unknown"]
+    # One pass, each cost computed once: this runs on every connect().
+    measured: list[tuple[float, NodeDescription]] = []
+    unmeasured: list[NodeDescription] = []
+    unproven: list[NodeDescription] = []
+    for n in nodes:
+        if n.state == "unknown":
+            unproven.append(n)
+        elif n.state != "up":
+            continue
+        elif n.latency is None:
+            unmeasured.append(n)
+        else:
+            measured.append((_cost(n, selection), n))
     if not measured:
         return unmeasured + unproven
-    costs = [_cost(n, selection) for n in measured]
-    limit = selection.limit(costs[0])
-    inside = sum(1 for c in costs if c <= limit)
-    weights = [selection.weight(c, costs[0]) for c in costs[:inside]]
-    window = _weighted_order(measured[:inside], weights, rng)
-    return window + measured[inside:] + unmeasured + unproven
+    measured.sort(key=_first)  # stable: ties keep registration order
+    fastest = measured[0][0]
+    limit = selection.limit(fastest)
+    inside = sum(1 for c, _ in measured if c <= limit)
+    if inside == 1:
+        ordered = [n for _, n in measured]
+    else:
+        weights = [selection.weight(c, fastest) for c, _ in measured[:inside]]
+        window = _weighted_order([n for _, n in measured[:inside]], weights, rng)
+        ordered = window + [n for _, n in measured[inside:]]
+    return ordered + unmeasured + unproven
+
+
+def _first(pair: tuple[float, NodeDescription]) -> float:
+    return pair[0]
 
 
 def _cost(node: NodeDescription, selection: SelectionPolicy) -> float:
