@@ -6,11 +6,14 @@ and the vendor driver alternate on it. Timestamps come from wrapping the cluster
 so the stages add up to the whole call:
 
 * ``plan``: ``Cluster.begin`` (describe the nodes and run selection, under the cluster lock);
-* ``to driver``: from the plan to the driver's connect starting in the attempt thread;
-* ``driver connect``: the driver's own connect, in that thread;
+* ``to driver``: from the plan to the driver's connect starting (in the calling thread for
+  drivers that start inline, PyMySQL; in a worker thread for the others);
+* ``driver connect``: the adapter's connect (``start`` for PyMySQL: TCP connect, wait for the
+  greeting, PyMySQL's handshake);
 * ``after driver``: role detection and the rest of the attempt before the stats;
 * ``record``: ``Cluster.record_success``;
-* ``back to caller``: from the stats to the calling thread resuming (the hand-over);
+* ``back to caller``: from the stats to the calling thread resuming (the hand-over from a
+  worker; only the results queue when the attempt ran inline);
 * ``outcome+return``: ``Cluster.record_outcome`` and the return.
 """
 
@@ -78,7 +81,8 @@ def breakdown(driver: str, n: int) -> None:
         cluster = registry.get(name)
         marks: dict[str, float] = {}
         _wrap(cluster, "begin", "begin", marks)
-        _wrap(cluster.adapter, "connect", "driver", marks)
+        entry = "start" if cluster.adapter.starts_inline else "connect"
+        _wrap(cluster.adapter, entry, "driver", marks)
         _wrap(cluster, "record_success", "record", marks)
         _wrap(cluster, "record_outcome", "outcome", marks)
         rows: list[dict[str, float]] = []

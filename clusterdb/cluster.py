@@ -232,6 +232,12 @@ class Cluster:
         with self._lock:
             self._nodes[node].pending += 1
 
+    def attempt_abandoned(self, node: str) -> None:
+        """An attempt on ``node`` in the calling thread was interrupted (KeyboardInterrupt...):
+        no longer pending, and not the node's failure."""
+        with self._lock:
+            self._nodes[node].pending -= 1
+
     # -- outcomes (each attempt records its own, winners and late losers alike) --
 
     def record_success(self, node: str, latency: float, role: Role | None, discarded: bool) -> None:

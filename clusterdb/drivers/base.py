@@ -12,7 +12,7 @@ import contextlib
 import os
 import socket
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -22,7 +22,7 @@ from clusterdb.description import Role
 if TYPE_CHECKING:
     from clusterdb.config import NodeEntry
 
-__all__ = ["ConnectArgs", "DriverAdapter", "ProbeResult"]
+__all__ = ["ConnectArgs", "DriverAdapter", "Pending", "ProbeResult"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,20 @@ class ProbeResult:
     role: Role | None
     lag: float | None
     """Replication lag in seconds (replicas), None when the server cannot tell."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """An attempt begun by :meth:`DriverAdapter.start` whose server has not spoken yet."""
+
+    finish: Callable[[float], Any]
+    """``finish(timeout)``: complete the attempt (in a worker thread) within ``timeout`` s."""
+    cancel: Callable[[], None]
+    """Drop the attempt unfinished (its socket is closed)."""
+
+
+def _nothing() -> None:
+    return None
 
 
 class DriverAdapter(ABC):
@@ -66,6 +80,20 @@ class DriverAdapter(ABC):
         ``timeout`` is what is left of connect()'s overall deadline; drivers round it to what
         they support, so an abandoned attempt ends on its own soon after the deadline.
         """
+
+    starts_inline: bool = False
+    """True when :meth:`start` can tell a live server from a silent one in the caller's thread."""
+
+    def start(
+        self, target: ConnectArgs, overrides: Mapping[str, Any], timeout: float, patience: float
+    ) -> Any:
+        """Begin an attempt in the caller's thread: the connection, when the server showed
+        itself alive within ``patience`` s (the rest of the handshake then runs here too,
+        bounded by ``timeout``), or a :class:`Pending` attempt for a worker thread to finish.
+
+        The default begins nothing: a worker runs the whole of :meth:`connect`.
+        """
+        return Pending(lambda remaining: self.connect(target, overrides, remaining), _nothing)
 
     def detect_role(self, conn: Any) -> Role | None:
         """The node's role as seen on ``conn``, or None when the driver cannot tell.

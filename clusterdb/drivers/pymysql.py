@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import inspect
 import logging
+import socket
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pymysql
 import pymysql.cursors
-from pymysql.constants import ER, SERVER_STATUS
+from pymysql.constants import CR, ER, SERVER_STATUS
 
 from clusterdb.description import Role
-from clusterdb.drivers.base import ConnectArgs, DriverAdapter, ProbeResult
+from clusterdb.drivers.base import ConnectArgs, DriverAdapter, Pending, ProbeResult
 from clusterdb.dsn import parse_dsn
 from clusterdb.errors import ConfigError
 
@@ -63,6 +65,57 @@ _IN_TRANSACTION = SERVER_STATUS.SERVER_STATUS_IN_TRANS
 log = logging.getLogger("clusterdb")
 
 
+def _bounded(
+    target: ConnectArgs, overrides: Mapping[str, Any], timeout: float
+) -> tuple[dict[str, Any], Any, Any]:
+    """PyMySQL's keyword arguments with every timeout bounded by ``timeout``, and the caller's
+    own read and write timeouts, to put back once the connection is open."""
+    kwargs = {**target.kwargs, **overrides} if overrides else dict(target.kwargs)
+    read_timeout = kwargs.get("read_timeout")
+    write_timeout = kwargs.get("write_timeout")
+    budget = max(timeout, 0.001)  # PyMySQL refuses 0
+    kwargs["connect_timeout"] = budget
+    kwargs["read_timeout"] = budget if read_timeout is None else min(budget, read_timeout)
+    kwargs["write_timeout"] = budget if write_timeout is None else min(budget, write_timeout)
+    return kwargs, read_timeout, write_timeout
+
+
+def _unconnected(
+    target: ConnectArgs, overrides: Mapping[str, Any], timeout: float
+) -> tuple[Any, Any, Any]:
+    """A PyMySQL connection not connected yet, its timeouts bounded by ``timeout``, and the
+    caller's own read and write timeouts."""
+    kwargs, read_timeout, write_timeout = _bounded(target, overrides, timeout)
+    return pymysql.connections.Connection(defer_connect=True, **kwargs), read_timeout, write_timeout
+
+
+def _handshake(conn: Any, sock: socket.socket, read_timeout: Any, write_timeout: Any) -> Any:
+    """PyMySQL's own handshake on a socket whose server has spoken."""
+    conn.host_info = f"socket {conn.host}:{conn.port}"
+    conn.connect(sock)  # closes the socket when it fails
+    conn._read_timeout = read_timeout
+    conn._write_timeout = write_timeout
+    return conn
+
+
+def _greeted(sock: socket.socket, patience: float) -> bool:
+    """True once the server has sent something (its greeting, or an error such as "too many
+    connections"), False when it stayed silent for ``patience`` s."""
+    sock.settimeout(max(patience, 0.0))
+    try:
+        sock.recv(1, socket.MSG_PEEK)  # b"" (closed) counts: the handshake then says why
+    except (TimeoutError, BlockingIOError):  # BlockingIOError: no patience left at all
+        return False
+    return True
+
+
+def _cannot_connect(host: str, exc: OSError) -> pymysql.err.OperationalError:
+    # PyMySQL's own error for a socket failure, so callers see what PyMySQL would raise.
+    return pymysql.err.OperationalError(
+        CR.CR_CONN_HOST_ERROR, f"Can't connect to MySQL server on {host!r} ({exc})"
+    )
+
+
 def _from_dsn(dsn: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, text in parse_dsn(dsn).items():
@@ -96,17 +149,65 @@ class PyMySQLAdapter(DriverAdapter):
         return ConnectArgs((), merged)
 
     def connect(self, target: ConnectArgs, overrides: Mapping[str, Any], timeout: float) -> Any:
-        kwargs = {**target.kwargs, **overrides} if overrides else dict(target.kwargs)
-        read_timeout = kwargs.get("read_timeout")
-        write_timeout = kwargs.get("write_timeout")
-        budget = max(timeout, 0.001)  # PyMySQL refuses 0
-        kwargs["connect_timeout"] = budget
-        kwargs["read_timeout"] = budget if read_timeout is None else min(budget, read_timeout)
-        kwargs["write_timeout"] = budget if write_timeout is None else min(budget, write_timeout)
+        kwargs, read_timeout, write_timeout = _bounded(target, overrides, timeout)
         conn = pymysql.connections.Connection(**kwargs)
         conn._read_timeout = read_timeout
         conn._write_timeout = write_timeout
         return conn
+
+    starts_inline = True
+
+    def start(
+        self, target: ConnectArgs, overrides: Mapping[str, Any], timeout: float, patience: float
+    ) -> Any:
+        # MySQL servers speak first: a greeting within ``patience`` tells a live server from
+        # a hung one (a stopped server's kernel still completes the TCP handshake), so the
+        # caller's thread does the rest and no thread hand-over is paid. A server still
+        # silent is left to a worker, on the same socket, while the racer hedges.
+        kwargs = {**target.kwargs, **overrides} if overrides else target.kwargs
+        if kwargs.get("unix_socket") or kwargs.get("bind_address") or kwargs.get("defer_connect"):
+            return super().start(target, overrides, timeout, patience)
+        host = kwargs.get("host") or "localhost"
+        port = int(kwargs.get("port") or 3306)
+        began = time.monotonic()
+        try:
+            sock = socket.create_connection((host, port), max(min(patience, timeout), 0.001))
+        except TimeoutError:  # no TCP answer yet: a worker starts afresh with what is left
+            return super().start(target, overrides, timeout, patience)
+        except OSError as exc:
+            raise _cannot_connect(host, exc) from exc
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            # Built while the server prepares its greeting: the two overlap.
+            conn, read_timeout, write_timeout = _unconnected(target, overrides, timeout)
+            spoke = _greeted(sock, patience - (time.monotonic() - began))
+        except OSError as exc:
+            sock.close()
+            raise _cannot_connect(host, exc) from exc
+        except BaseException:
+            sock.close()
+            raise
+        if spoke:
+            return _handshake(conn, sock, read_timeout, write_timeout)
+
+        def finish(remaining: float) -> Any:
+            began = time.monotonic()
+            try:
+                spoke = _greeted(sock, remaining)
+                if spoke:
+                    conn, read_timeout, write_timeout = _unconnected(
+                        target, overrides, remaining - (time.monotonic() - began)
+                    )
+            except BaseException:
+                sock.close()
+                raise
+            if not spoke:
+                sock.close()
+                raise _cannot_connect(host, TimeoutError("no greeting from the server"))
+            return _handshake(conn, sock, read_timeout, write_timeout)
+
+        return Pending(finish, sock.close)
 
     def detect_role(self, conn: Any) -> Role | None:
         # A plain cursor whatever the caller's cursorclass (a DictCursor would return a dict).

@@ -21,6 +21,9 @@ from pymysql.constants import SERVER_STATUS
 
 import clusterdb
 import clusterdb.pymysql
+from clusterdb import registry
+from clusterdb.drivers.base import Pending
+from clusterdb.drivers.pymysql import PyMySQLAdapter
 from clusterdb.testing.cluster import TestNode
 from clusterdb.testing.mariadb import MariaDBCluster
 from clusterdb.testing.ports import free_port
@@ -177,3 +180,42 @@ def test_abandoned_attempts_leak_no_thread_and_no_connection(
         )
     )
     assert aborted_clients(mariadb_cluster, live) == aborted  # closed with COM_QUIT, not dropped
+
+
+def test_pymysql_start_tells_a_live_server_from_a_silent_one_in_the_calling_thread(
+    mariadb_cluster: MariaDBCluster,
+) -> None:
+    """The first attempt begins in the caller's thread: a server that greets within the
+    patience is connected to right there; a silent one (accepts TCP, never greets) becomes a
+    Pending attempt within that patience, whose worker side fails once its time is up."""
+    node = mariadb_cluster.nodes[0]
+    with registered(mariadb_cluster) as name:
+        cluster = registry.get(name)
+        adapter = cluster.adapter
+        assert isinstance(adapter, PyMySQLAdapter) and adapter.starts_inline
+        target = cluster.target(node.name)
+        assert target.kwargs["port"] == node.proxy_port  # so that the proxy's modes apply
+
+        conn = adapter.start(target, {"autocommit": True}, 5.0, 0.5)
+        try:
+            assert whoami(mariadb_cluster, conn) == node.name
+            assert conn.get_autocommit() and conn.host_info.startswith("socket ")
+            assert (conn._read_timeout, conn._write_timeout) == (None, None)
+        finally:
+            conn.close()
+
+        node.proxy.set_mode("deaf")
+        started = time.monotonic()
+        pending = adapter.start(target, {}, 5.0, 0.05)
+        assert isinstance(pending, Pending)
+        assert time.monotonic() - started < 0.5  # the patience, not the 5 s timeout
+        with pytest.raises(pymysql.err.OperationalError) as info:
+            pending.finish(0.2)
+        assert "no greeting from the server" in str(info.value)
+
+        node.proxy.set_mode("refuse")
+        with pytest.raises(pymysql.err.OperationalError) as refused:
+            adapter.start(target, {}, 5.0, 0.5)
+        assert refused.value.args[0] == 2003 and "Can't connect to MySQL server" in str(
+            refused.value
+        )

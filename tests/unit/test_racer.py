@@ -11,12 +11,11 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from clusterdb import workers
 from clusterdb.cluster import Cluster
 from clusterdb.config import cluster_from_kwargs
 from clusterdb.description import Role
@@ -143,24 +142,7 @@ def totals(cluster: Cluster) -> dict[str, int]:
     }
 
 
-@pytest.fixture
-def release() -> Iterator[threading.Event]:
-    """Releases every hung attempt at the end of the test, whatever happened."""
-    event = threading.Event()
-    yield event
-    event.set()
-
-
-@pytest.fixture(autouse=True)
-def no_thread_left() -> Iterator[None]:
-    """Every test ends with no attempt running once its attempts have finished, and no more
-    idle workers than the pool keeps."""
-    yield
-    assert workers.wait_all(10), [t.name for t in threading.enumerate()]
-    running = [t.name for t in threading.enumerate() if t.name.startswith("clusterdb-connect")]
-    assert not running
-    idle = [t for t in threading.enumerate() if t.name == "clusterdb-worker"]
-    assert len(idle) <= workers.MAX_IDLE
+pytestmark = pytest.mark.usefixtures("no_thread_left")
 
 
 def test_race_picks_the_first_success_and_closes_the_late_ones(release: threading.Event) -> None:

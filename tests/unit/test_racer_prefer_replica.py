@@ -10,10 +10,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from test_racer import Attempts, RoleAdapter, fail, hang, make_cluster, ok, run, settle, totals
 
 from clusterdb.cluster import Cluster
@@ -24,13 +22,6 @@ WAIT = 0.5
 
 def cluster(wait: float = WAIT) -> Cluster:
     return make_cluster(adapter=RoleAdapter(sqlite3), hedge=HedgePolicy(max_delay=wait))
-
-
-@pytest.fixture
-def release() -> Iterator[threading.Event]:
-    event = threading.Event()
-    yield event
-    event.set()
 
 
 def test_race_a_replica_answering_after_the_primary_wins() -> None:
