@@ -69,6 +69,7 @@ class _Node:
         "pending",
         "probe_errors",
         "probes",
+        "replication_stopped",
         "role",
         "rtt",
         "state",
@@ -85,6 +86,7 @@ class _Node:
         self.latency = LatencyEstimate()
         self.rtt = LatencyEstimate()
         self.lag: float | None = None
+        self.replication_stopped = False
         self.drained = False
         self.pending = 0
         self.down_since: float | None = None  # monotonic, for selection
@@ -111,6 +113,7 @@ class _Node:
             role=self.role,
             latency=self.latency.value_at(now),
             lag=self.lag,
+            replication_stopped=self.replication_stopped,
             drained=self.drained,
             pending=self.pending,
             down_since=self.down_since,
@@ -139,6 +142,7 @@ class _Node:
             drained=self.drained,
             probes=self.probes,
             probe_errors=self.probe_errors,
+            replication_stopped=self.replication_stopped,
         )
 
 
@@ -306,9 +310,10 @@ class Cluster:
         lag: float | None = None,
         exc: BaseException | None = None,
         latency: float | None = None,
+        stopped: bool = False,
     ) -> None:
-        """The monitor probed ``node``: ``ok`` with its connect ``latency``, round trip, role
-        and lag, or ``exc``."""
+        """The monitor probed ``node``: ``ok`` with its connect ``latency``, round trip, role,
+        lag and whether its replication has ``stopped``, or ``exc``."""
         line = None if ok or exc is None else self.redactor.one_line(exc)
         now, wall = time.monotonic(), time.time()
         with self._lock:
@@ -324,9 +329,11 @@ class Cluster:
                     n.rtt = n.rtt.observe(rtt, now)
                 role_change = self._set_role(n, role)
                 n.lag = lag
+                replication_change = n.replication_stopped != stopped
+                n.replication_stopped = stopped
                 change = self._set_state(n, "up", now, wall, "")
             else:
-                role_change = None
+                role_change = replication_change = None
                 n.probe_errors += 1
                 if line is not None:
                     n.last_error = line
@@ -334,6 +341,16 @@ class Cluster:
                 change = self._set_state(n, "down", now, wall, line or "probe failed")
         self._log_change(change)
         self._log_role_change(role_change)
+        if replication_change:
+            if stopped:
+                log.warning(
+                    "cluster %r: node %s: replication stopped (applies no more changes; "
+                    "skipped under max_lag)",
+                    self.name,
+                    node,
+                )
+            else:
+                log.info("cluster %r: node %s: replication running again", self.name, node)
 
     def record_outcome(self, ok: bool) -> None:
         """One connect() returned a connection (``ok``) or raised."""

@@ -45,6 +45,8 @@ class NodeDescription:
     """Connect latency estimate in seconds (Peak EWMA), None before the first sample."""
     lag: float | None = None
     """Replication lag in seconds (replicas), None when unknown."""
+    replication_stopped: bool = False
+    """A replica that applies no more changes: its lag grows without bound."""
     drained: bool = False
     pending: int = 0
     """Connect attempts to this node started and not finished yet."""

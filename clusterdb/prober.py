@@ -49,5 +49,6 @@ def probe_node(cluster: Cluster, node: str) -> bool:
         rtt=answered - connected,
         role=result.role,
         lag=result.lag,
+        stopped=result.stopped,
     )
     return True

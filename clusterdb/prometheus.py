@@ -86,6 +86,10 @@ GAUGES: dict[str, tuple[str, Callable[[NodeStats], float]]] = {
         "Replication lag of a replica; NaN when unknown.",
         lambda n: n.lag_s if n.lag_s is not None else NAN,
     ),
+    "clusterdb_node_replication_stopped": (
+        "1 when a replica applies no more changes (its lag grows without bound), else 0.",
+        lambda n: 1.0 if n.replication_stopped else 0.0,
+    ),
     "clusterdb_node_drained": (
         "1 when the node is drained (gets no new connections).",
         lambda n: 1.0 if n.drained else 0.0,

@@ -216,7 +216,7 @@ def status_row(
         node.role,
         fmt_ms(node.latency_ms),
         fmt_ms(node.rtt_ms),
-        fmt_seconds(node.lag_s),
+        "stopped" if node.replication_stopped else fmt_seconds(node.lag_s),
         fmt_count(node.connects),
         fmt_count(node.connect_errors),
         fmt_count(node.probes),

@@ -116,8 +116,11 @@ def unfit_reason(node: NodeDescription, wanted: WantedRole, max_lag: float | Non
     if wanted == "replica" and node.role == "primary":
         return "role primary, wanted replica"
     lag_matters = wanted in ("replica", "prefer-replica") and node.role != "primary"
-    if lag_matters and max_lag is not None and node.lag is not None and node.lag > max_lag:
-        return f"lag {node.lag:.1f} s > max_lag {max_lag:.1f} s"
+    if lag_matters and max_lag is not None:
+        if node.replication_stopped:
+            return f"replication stopped: lag unbounded > max_lag {max_lag:.1f} s"
+        if node.lag is not None and node.lag > max_lag:
+            return f"lag {node.lag:.1f} s > max_lag {max_lag:.1f} s"
     return None
 
 

@@ -41,6 +41,9 @@ class NodeStats:
     drained: bool
     probes: int
     probe_errors: int
+    replication_stopped: bool = False
+    """A replica that applies no more changes (MariaDB's SQL thread stopped); its ``lag_s``
+    is None but growing. Such a replica is skipped under ``max_lag``."""
 
     @property
     def attempts(self) -> int:

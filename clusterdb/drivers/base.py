@@ -40,6 +40,10 @@ class ProbeResult:
     role: Role | None
     lag: float | None
     """Replication lag in seconds (replicas), None when the server cannot tell."""
+    stopped: bool = False
+    """A replica that has stopped applying changes (MariaDB's SQL thread not running, after a
+    replication error or a STOP SLAVE): its lag grows without bound while the server cannot
+    say by how much."""
 
 
 @dataclass(frozen=True, slots=True)

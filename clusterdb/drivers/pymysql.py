@@ -228,7 +228,10 @@ class PyMySQLAdapter(DriverAdapter):
         # primary. Seconds_Behind_Master is the age of the oldest event received and not yet
         # applied, in whole seconds (MariaDB 10.11 with MASTER_DELAY d: d - 1 or d while the
         # SQL thread waits, measured); NULL while a replication thread is stopped or
-        # reconnecting: lag unknown.
+        # reconnecting: lag unknown. A stopped SQL thread applies nothing more: the replica
+        # falls behind without bound, and max_lag must keep it out (``stopped``). A stopped or
+        # reconnecting IO thread alone (the primary is gone) leaves the lag unknown: what was
+        # received is still applied, as on a PostgreSQL replica whose primary died.
         #
         # SHOW SLAVE STATUS needs SLAVE MONITOR (MariaDB >= 10.5) or REPLICATION CLIENT, which
         # an application user often lacks. Without it the node is still healthy and its role
@@ -252,7 +255,10 @@ class PyMySQLAdapter(DriverAdapter):
             cursor.close()
         if status is None:
             return ProbeResult("replica" if read_only else "primary", None)
-        behind = dict(zip(columns, status, strict=False)).get("Seconds_Behind_Master")
+        fields = dict(zip(columns, status, strict=False))
+        if fields.get("Slave_SQL_Running") == "No":
+            return ProbeResult("replica", None, stopped=True)
+        behind = fields.get("Seconds_Behind_Master")
         return ProbeResult("replica", None if behind is None else float(behind))
 
     _warned_no_lag = False

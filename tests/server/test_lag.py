@@ -172,3 +172,45 @@ def test_mariadb_user_without_slave_monitor_keeps_nodes_up_with_lag_unknown(
         assert not [r for r in caplog.records if "is down" in r.getMessage()]
     finally:
         mariadb_cluster.execute(primary, f"DROP USER '{user}'@'%'")
+
+
+@pytest.mark.mariadb
+def test_mariadb_replica_whose_replication_stopped_is_skipped_under_max_lag(
+    mariadb_cluster: MariaDBCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stopped SQL thread (a replication error, a STOP SLAVE) applies nothing more, and
+    MariaDB then reports no lag at all: the replica must not pass for "lag unknown, fine"."""
+    primary, replica = mariadb_cluster.nodes
+    caplog.set_level(logging.INFO, logger="clusterdb")
+    with (
+        registered(mariadb_cluster, monitor=True, heartbeat=HEARTBEAT, max_lag=MAX_LAG) as name,
+        registered(mariadb_cluster, monitor=True, heartbeat=HEARTBEAT) as unbounded,
+    ):
+        land(mariadb_cluster, name)
+        land(mariadb_cluster, unbounded)
+        assert until(lambda: lag(name, replica) is not None, timeout=10) is not None
+        assert land(mariadb_cluster, name, "replica") == replica.name
+        mariadb_cluster.execute(replica, "STOP SLAVE SQL_THREAD")
+        try:
+            stopped = until(lambda: node_stats(name, replica.name).replication_stopped, 10)
+            assert stopped is not None, describe_nodes(name)
+            assert lag(name, replica) is None
+            with pytest.raises(clusterdb.NoSuitableNode) as info:
+                clusterdb.connect(name, role="replica")
+            assert f"{replica.name}: replication stopped" in str(info.value)
+            assert land(mariadb_cluster, name, "prefer-replica") == primary.name
+            # Without max_lag a stale replica is still a replica: the user accepts any lag.
+            seen = until(lambda: node_stats(unbounded, replica.name).replication_stopped, 10)
+            assert seen is not None, describe_nodes(unbounded)
+            assert land(mariadb_cluster, unbounded, "replica") == replica.name
+            assert any(
+                "replication stopped" in r.getMessage() and r.levelno == logging.WARNING
+                for r in caplog.records
+            )
+        finally:
+            mariadb_cluster.execute(replica, "START SLAVE SQL_THREAD")
+        running = until(lambda: not node_stats(name, replica.name).replication_stopped, 10)
+        assert running is not None, describe_nodes(name)
+        used = until(lambda: land(mariadb_cluster, name, "replica") == replica.name, 10)
+        assert used is not None, describe_nodes(name)
+        assert any("replication running again" in r.getMessage() for r in caplog.records)

@@ -169,6 +169,14 @@ def test_status_row_cells() -> None:
     assert row["LAST_ERROR"].endswith("password=***")
 
 
+def test_lag_cell_says_when_replication_stopped() -> None:
+    def lag_cell(n: NodeStats) -> str:
+        return dict(zip(STATUS_HEADERS, status_row("main", n, NOW), strict=True))["LAG_S"]
+
+    assert lag_cell(node(role="replica", lag_s=2.5)) == "2.50"
+    assert lag_cell(node(role="replica", lag_s=None, replication_stopped=True)) == "stopped"
+
+
 def test_render_status_one_row_per_node() -> None:
     stats = {
         "main": ClusterStats("main", "psycopg", (node("pg0"), node("pg1")), 3, 0, NOW),
