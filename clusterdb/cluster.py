@@ -9,6 +9,7 @@ only in snapshots, so the connect path allocates no datetime.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
@@ -38,6 +39,7 @@ __all__ = ["Cluster"]
 log = logging.getLogger("clusterdb")
 
 _MS = 1000.0
+_REUSE_FOR = 0.05
 
 
 def _utc(epoch: float | None) -> datetime | None:
@@ -55,6 +57,9 @@ class _Node:
         "address",
         "connect_errors",
         "connects",
+        "described",
+        "described_key",
+        "described_until",
         "discarded",
         "down_since",
         "down_since_epoch",
@@ -91,6 +96,9 @@ class _Node:
         self.pending = 0
         self.down_since: float | None = None  # monotonic, for selection
         self.down_since_epoch: float | None = None  # wall clock, for stats
+        self.described_until = -math.inf
+        self.described_key: tuple[object, ...] = ()
+        self.described = self._describe(0.0)
         self.reset_counters()
 
     def reset_counters(self) -> None:
@@ -106,6 +114,26 @@ class _Node:
         self.last_state_change_at: float | None = None
 
     def describe(self, now: float) -> NodeDescription:
+        # Most nodes do not change between two connects: their last description is reused
+        # for up to _REUSE_FOR seconds (the estimate's decay over that time is < 0.5 %).
+        key = (
+            self.state,
+            self.role,
+            self.latency,
+            self.lag,
+            self.replication_stopped,
+            self.drained,
+            self.pending,
+            self.down_since,
+        )
+        if now < self.described_until and key == self.described_key:
+            return self.described
+        self.described = self._describe(now)
+        self.described_key = key
+        self.described_until = now + _REUSE_FOR
+        return self.described
+
+    def _describe(self, now: float) -> NodeDescription:
         return NodeDescription(
             name=self.name,
             address=self.address,

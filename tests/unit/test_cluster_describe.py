@@ -1,0 +1,114 @@
+"""Cluster.describe() reuses a node's last description while nothing about the node changed:
+whatever sequence of outcomes, probes, hedges, drains and plans, what it returns is what a
+fresh description would say (the decayed latency estimate within 0.5 %)."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import time
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from clusterdb.cluster import Cluster
+from clusterdb.config import cluster_from_kwargs
+from clusterdb.drivers.generic import GenericAdapter
+
+NODES = ("a", "b", "c")
+
+node = st.sampled_from(NODES)
+role = st.sampled_from([None, "primary", "replica"])
+lag = st.one_of(st.none(), st.floats(0, 100))
+latency = st.floats(0.0001, 0.5)
+
+operation = st.one_of(
+    st.tuples(st.just("begin"), st.sampled_from(["any", "primary", "replica", "prefer-replica"])),
+    st.tuples(st.just("success"), node, latency, role),
+    st.tuples(st.just("failure"), node),
+    st.tuples(st.just("hedge"), node, latency),
+    st.tuples(st.just("probe_ok"), node, latency, role, lag, st.booleans()),
+    st.tuples(st.just("probe_failed"), node),
+    st.tuples(st.just("drain"), node, st.booleans()),
+    st.tuples(st.just("started"), node),
+)
+
+
+def make_cluster() -> Cluster:
+    specs = [{"name": n, "dsn": ":memory:"} for n in NODES]
+    config = cluster_from_kwargs("describe", sqlite3, specs, {"monitor": False})
+    return Cluster(config, GenericAdapter(sqlite3))
+
+
+def apply(cluster: Cluster, op: tuple[object, ...]) -> None:
+    kind, *args = op
+    if kind == "begin":
+        cluster.begin(args[0])  # type: ignore[arg-type]
+    elif kind == "success":
+        n, seconds, r = args
+        cluster.attempt_started(n)  # type: ignore[arg-type]
+        cluster.record_success(n, seconds, r, discarded=False)  # type: ignore[arg-type]
+    elif kind == "failure":
+        cluster.attempt_started(args[0])  # type: ignore[arg-type]
+        cluster.record_failure(args[0], OSError("refused"))  # type: ignore[arg-type]
+    elif kind == "hedge":
+        cluster.record_hedge(args[0], args[1])  # type: ignore[arg-type]
+    elif kind == "probe_ok":
+        n, seconds, r, lag_s, stopped = args
+        cluster.record_probe(
+            n,  # type: ignore[arg-type]
+            True,
+            rtt=seconds,  # type: ignore[arg-type]
+            role=r,  # type: ignore[arg-type]
+            lag=lag_s,  # type: ignore[arg-type]
+            latency=seconds,  # type: ignore[arg-type]
+            stopped=stopped,  # type: ignore[arg-type]
+        )
+    elif kind == "probe_failed":
+        cluster.record_probe(args[0], False, exc=OSError("timed out"))  # type: ignore[arg-type]
+    elif kind == "drain":
+        (cluster.drain if args[1] else cluster.undrain)(args[0])  # type: ignore[arg-type]
+    elif kind == "started":
+        cluster.attempt_started(args[0])  # type: ignore[arg-type]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(operation, max_size=30))
+def test_describe_always_matches_a_fresh_description(ops: list[tuple[object, ...]]) -> None:
+    cluster = make_cluster()
+    for op in ops:
+        apply(cluster, op)
+        described = cluster.describe()
+        now = time.monotonic()
+        for got, n in zip(described.nodes, cluster._nodes.values(), strict=True):
+            fresh = n._describe(now)
+            assert (got.name, got.state, got.role, got.lag, got.replication_stopped) == (
+                fresh.name,
+                fresh.state,
+                fresh.role,
+                fresh.lag,
+                fresh.replication_stopped,
+            )
+            assert (got.drained, got.pending, got.down_since) == (
+                fresh.drained,
+                fresh.pending,
+                fresh.down_since,
+            )
+            if fresh.latency is None:
+                assert got.latency is None
+            else:
+                assert got.latency is not None
+                assert math.isclose(got.latency, fresh.latency, rel_tol=0.005)
+
+
+def test_an_unchanged_node_is_described_by_the_same_object() -> None:
+    cluster = make_cluster()
+    cluster.attempt_started("a")
+    cluster.record_success("a", 0.002, "primary", discarded=False)
+    first = cluster.describe()
+    second = cluster.describe()
+    assert all(x is y for x, y in zip(first.nodes, second.nodes, strict=True))
+    cluster.attempt_started("b")
+    third = cluster.describe()
+    assert third.nodes[0] is first.nodes[0]
+    assert third.nodes[1] is not first.nodes[1] and third.nodes[1].pending == 1
