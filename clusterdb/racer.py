@@ -5,11 +5,13 @@ attempt starts in a worker thread (so that a hung node can be hedged), the next 
 the current one fails or has not answered within its hedge delay, and the first success wins.
 A race plan (nothing known yet) starts every node at once.
 
-Drivers whose servers speak first (MySQL's greeting) begin the first attempt in the calling
-thread instead (:meth:`DriverAdapter.start`): a server that greets within the hedge delay is
-connected to right there, with no thread hand-over (two wake-ups of some 40 µs each against
-a 0.25 ms PyMySQL connect); a silent one is handed, socket and all, to a worker thread and
-hedged as usual. The hedge then waits for the server's first word, not its last.
+Drivers that can pause a connect begin the first attempt in the calling thread instead
+(:meth:`DriverAdapter.start`): for up to the hedge delay the attempt runs right there, with no
+thread hand-over (measured: ~80 µs of a 0.2 ms PyMySQL connect, ~0.35 ms of a 6 ms psycopg
+one); a node that has not answered by then is handed, socket and all, to a worker thread and
+hedged as usual. psycopg pauses anywhere in its connect (it is a generator); PyMySQL only
+after the TCP connect, so there the hedge waits for the server's greeting, not the whole
+handshake.
 
 Rules that keep stats exact and leak nothing, whatever the timing:
 

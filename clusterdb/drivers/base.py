@@ -86,14 +86,15 @@ class DriverAdapter(ABC):
         """
 
     starts_inline: bool = False
-    """True when :meth:`start` can tell a live server from a silent one in the caller's thread."""
+    """True when :meth:`start` can run an attempt in the caller's thread and pause it."""
 
     def start(
         self, target: ConnectArgs, overrides: Mapping[str, Any], timeout: float, patience: float
     ) -> Any:
-        """Begin an attempt in the caller's thread: the connection, when the server showed
-        itself alive within ``patience`` s (the rest of the handshake then runs here too,
-        bounded by ``timeout``), or a :class:`Pending` attempt for a worker thread to finish.
+        """Begin an attempt in the caller's thread: the connection, when the server answered
+        within ``patience`` s (what counts as an answer is the driver's: the whole handshake
+        for psycopg, the greeting for PyMySQL, whose handshake then runs here too, bounded by
+        ``timeout``), or a :class:`Pending` attempt for a worker thread to finish.
 
         The default begins nothing: a worker runs the whole of :meth:`connect`.
         """

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import clusterdb
+from clusterdb.drivers.base import ConnectArgs, DriverAdapter, Pending
 from clusterdb.stats import ClusterStats
 from clusterdb.testing.cluster import Cluster, TestNode
 
@@ -92,3 +93,14 @@ def app_connections(harness: Cluster, node: TestNode) -> int:
     else:
         sql = "SELECT count(*) FROM information_schema.PROCESSLIST WHERE USER = %s"
     return int(harness.execute(node, sql, (harness.user,))[0][0])
+
+
+def deaf_start(adapter: DriverAdapter, target: ConnectArgs, node: TestNode) -> Pending:
+    """``adapter.start()`` on ``node`` once its proxy has gone deaf: a Pending attempt, handed
+    over within the patience (0.05 s), not at the 5 s timeout."""
+    node.proxy.set_mode("deaf")
+    started = time.monotonic()
+    pending = adapter.start(target, {}, 5.0, 0.05)
+    assert isinstance(pending, Pending)
+    assert time.monotonic() - started < 0.5
+    return pending

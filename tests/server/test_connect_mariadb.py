@@ -11,6 +11,7 @@ import pytest
 from connect_support import (
     app_connections,
     attempt_threads,
+    deaf_start,
     registered,
     settled,
     wait_for,
@@ -22,7 +23,6 @@ from pymysql.constants import SERVER_STATUS
 import clusterdb
 import clusterdb.pymysql
 from clusterdb import registry
-from clusterdb.drivers.base import Pending
 from clusterdb.drivers.pymysql import PyMySQLAdapter
 from clusterdb.testing.cluster import TestNode
 from clusterdb.testing.mariadb import MariaDBCluster
@@ -204,11 +204,7 @@ def test_pymysql_start_tells_a_live_server_from_a_silent_one_in_the_calling_thre
         finally:
             conn.close()
 
-        node.proxy.set_mode("deaf")
-        started = time.monotonic()
-        pending = adapter.start(target, {}, 5.0, 0.05)
-        assert isinstance(pending, Pending)
-        assert time.monotonic() - started < 0.5  # the patience, not the 5 s timeout
+        pending = deaf_start(adapter, target, node)
         with pytest.raises(pymysql.err.OperationalError) as info:
             pending.finish(0.2)
         assert "no greeting from the server" in str(info.value)

@@ -12,6 +12,7 @@ import pytest
 from connect_support import (
     app_connections,
     attempt_threads,
+    deaf_start,
     registered,
     settled,
     wait_for,
@@ -21,6 +22,9 @@ from connect_support import (
 
 import clusterdb
 import clusterdb.psycopg
+from clusterdb import registry
+from clusterdb.drivers.base import Pending
+from clusterdb.drivers.psycopg import PsycopgAdapter
 from clusterdb.testing.postgres import PostgresCluster
 
 pytestmark = pytest.mark.postgres
@@ -197,3 +201,58 @@ def test_concurrent_connects_all_get_a_connection(pg_cluster: PostgresCluster) -
             thread.join(30)
         assert len(results) == 8
         assert set(results) <= {n.name for n in pg_cluster.nodes}
+
+
+class _TokenConnection(psycopg.Connection[Any]):
+    """A connection class with its own parameter hook (as an IAM-token subclass would have)."""
+
+    calls = 0
+
+    @classmethod
+    def _get_connection_params(cls, conninfo: str, **kwargs: Any) -> Any:
+        _TokenConnection.calls += 1
+        return super()._get_connection_params(conninfo, **kwargs)
+
+
+def test_psycopg_start_connects_in_the_calling_thread_or_hands_over_when_slow(
+    pg_cluster: PostgresCluster,
+) -> None:
+    """The first attempt is driven in the caller's thread for up to its patience: a node that
+    completes the handshake in time is connected right there, with psycopg's settings applied;
+    a silent one (deaf proxy) becomes a Pending attempt within that patience, and its worker
+    side ends at its own time limit with psycopg's ConnectionTimeout."""
+    node = pg_cluster.nodes[0]
+    with registered(pg_cluster) as name:
+        cluster = registry.get(name)
+        adapter = cluster.adapter
+        assert isinstance(adapter, PsycopgAdapter) and adapter.starts_inline
+        target = cluster.target(node.name)
+        assert f"port={node.proxy_port}" in target.args[0]  # so that the proxy's modes apply
+
+        conn = adapter.start(
+            target, {"autocommit": True, "row_factory": psycopg.rows.dict_row}, 5.0, 1.0
+        )
+        try:
+            assert isinstance(conn, psycopg.Connection) and conn.autocommit
+            row = conn.execute(f"{pg_cluster.WHOAMI_SQL} AS whoami").fetchone()
+            assert row == {"whoami": node.name}  # the row_factory was applied
+        finally:
+            conn.close()
+
+        pending = deaf_start(adapter, target, node)
+        with pytest.raises(psycopg.errors.ConnectionTimeout):
+            pending.finish(0.2)
+
+        node.proxy.set_mode("refuse")
+        with pytest.raises(psycopg.OperationalError, match="connection"):
+            adapter.start(target, {}, 5.0, 1.0)
+
+        # A class with its own parameter hook goes through psycopg's connect(), in a worker.
+        node.proxy.set_mode("pass")
+        handed = adapter.start(target, {"connection_class": _TokenConnection}, 5.0, 1.0)
+        assert isinstance(handed, Pending) and _TokenConnection.calls == 0
+        conn = handed.finish(5.0)
+        try:
+            assert isinstance(conn, _TokenConnection) and _TokenConnection.calls == 1
+        finally:
+            conn.close()
