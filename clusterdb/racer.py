@@ -11,7 +11,8 @@ thread hand-over (measured: ~80 µs of a 0.2 ms PyMySQL connect, ~0.35 ms of a 6
 one); a node that has not answered by then is handed, socket and all, to a worker thread and
 hedged as usual. psycopg pauses anywhere in its connect (it is a generator); PyMySQL only
 after the TCP connect, so there the hedge waits for the server's greeting, not the whole
-handshake.
+handshake. Nodes given by hostname run on a worker from the start: a resolver lookup cannot
+be paused.
 
 Rules that keep stats exact and leak nothing, whatever the timing:
 

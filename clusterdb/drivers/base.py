@@ -9,6 +9,7 @@ driver's own ``connect()`` returns.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import socket
 from abc import ABC, abstractmethod
@@ -22,7 +23,7 @@ from clusterdb.description import Role
 if TYPE_CHECKING:
     from clusterdb.config import NodeEntry
 
-__all__ = ["ConnectArgs", "DriverAdapter", "Pending", "ProbeResult"]
+__all__ = ["ConnectArgs", "DriverAdapter", "Pending", "ProbeResult", "needs_no_lookup"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,22 @@ class Pending:
 
 def _nothing() -> None:
     return None
+
+
+def needs_no_lookup(host: str) -> bool:
+    """True for an IP address or a unix-socket path: connecting to it asks no resolver.
+
+    An attempt begins in the caller's thread only then: a hostname lookup blocks in
+    getaddrinfo, which cannot be paused or hedged, and a slow resolver would hold connect()
+    there; a worker thread runs such attempts while the racer hedges.
+    """
+    if host.startswith(("/", "@")):
+        return True
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 class DriverAdapter(ABC):

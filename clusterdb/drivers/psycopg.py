@@ -15,7 +15,13 @@ from psycopg.errors import ConnectionTimeout
 from psycopg.waiting import Ready, Wait
 
 from clusterdb.description import Role
-from clusterdb.drivers.base import ConnectArgs, DriverAdapter, Pending, ProbeResult
+from clusterdb.drivers.base import (
+    ConnectArgs,
+    DriverAdapter,
+    Pending,
+    ProbeResult,
+    needs_no_lookup,
+)
 
 if TYPE_CHECKING:
     from clusterdb.config import NodeEntry
@@ -172,8 +178,10 @@ class PsycopgAdapter(DriverAdapter):
         budget = max(_MIN_DRIVER_TIMEOUT, math.ceil(timeout))
         kwargs["connect_timeout"] = budget
         params = conninfo_to_dict(target.args[0], **kwargs)
-        if any("," in str(params.get(key, "")) for key in _SEVERAL):
-            # several hosts: psycopg's own attempts, in order
+        if any("," in str(params.get(key, "")) for key in _SEVERAL) or not (
+            params.get("hostaddr") or needs_no_lookup(str(params.get("host") or "/"))
+        ):
+            # several hosts (psycopg's own attempts, in order), or a name to look up
             return super().start(target, overrides, timeout, patience)
         began = time.monotonic()
         deadline = began + budget

@@ -23,7 +23,13 @@ import pymysql.cursors
 from pymysql.constants import CR, ER, SERVER_STATUS
 
 from clusterdb.description import Role
-from clusterdb.drivers.base import ConnectArgs, DriverAdapter, Pending, ProbeResult
+from clusterdb.drivers.base import (
+    ConnectArgs,
+    DriverAdapter,
+    Pending,
+    ProbeResult,
+    needs_no_lookup,
+)
 from clusterdb.dsn import parse_dsn
 from clusterdb.errors import ConfigError
 
@@ -165,9 +171,14 @@ class PyMySQLAdapter(DriverAdapter):
         # caller's thread does the rest and no thread hand-over is paid. A server still
         # silent is left to a worker, on the same socket, while the racer hedges.
         kwargs = {**target.kwargs, **overrides} if overrides else target.kwargs
-        if kwargs.get("unix_socket") or kwargs.get("bind_address") or kwargs.get("defer_connect"):
-            return super().start(target, overrides, timeout, patience)
         host = kwargs.get("host") or "localhost"
+        if (
+            kwargs.get("unix_socket")
+            or kwargs.get("bind_address")
+            or kwargs.get("defer_connect")
+            or not needs_no_lookup(str(host))
+        ):
+            return super().start(target, overrides, timeout, patience)
         port = int(kwargs.get("port") or 3306)
         began = time.monotonic()
         try:

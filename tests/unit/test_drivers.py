@@ -5,6 +5,7 @@ Pure argument building, no connection: connecting is tested on real servers.
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import types
 
@@ -17,6 +18,7 @@ import clusterdb.psycopg
 from clusterdb.cluster import Cluster
 from clusterdb.config import NodeEntry, cluster_from_kwargs
 from clusterdb.drivers import get_adapter
+from clusterdb.drivers.base import Pending, needs_no_lookup
 from clusterdb.errors import ConfigError
 
 
@@ -91,3 +93,40 @@ def test_generic_driver_passes_the_dsn_first_and_sqlite_may_cross_threads() -> N
     # Even when the caller asks otherwise: the connection is opened in a worker thread.
     args = adapter.connect_args(NodeEntry(name="n", dsn=":memory:"), {"check_same_thread": True})
     assert args.kwargs["check_same_thread"] is False
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("127.0.0.1", True),
+        ("10.1.2.3", True),
+        ("::1", True),
+        ("[2001:db8::1]", True),
+        ("/var/run/postgresql", True),
+        ("@abstract", True),
+        ("localhost", False),
+        ("db.example.com", False),
+        ("10.1.2", False),
+        ("", False),
+    ],
+)
+def test_needs_no_lookup(host: str, expected: bool) -> None:
+    assert needs_no_lookup(host) is expected
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "pymysql"])
+def test_a_node_named_by_hostname_is_started_on_a_worker_without_a_lookup_here(
+    driver: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hostname lookup cannot be paused or hedged: start() hands such an attempt to a worker
+    at once, without resolving anything in the caller's thread."""
+
+    def no_lookup(*args: object, **kwargs: object) -> None:
+        raise AssertionError("start() looked a name up in the caller's thread")
+
+    adapter = get_adapter(driver)
+    node = NodeEntry(name="n", host="db.invalid", port=5432)
+    target = adapter.connect_args(node, {"user": "app"})
+    monkeypatch.setattr(socket, "getaddrinfo", no_lookup)
+    begun = adapter.start(target, {}, 5.0, 0.5)
+    assert isinstance(begun, Pending)
