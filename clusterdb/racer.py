@@ -43,6 +43,7 @@ import math
 import queue
 import threading
 from collections.abc import Callable
+from functools import partial
 from time import monotonic
 from typing import Any, Literal
 
@@ -228,7 +229,7 @@ class _Race:
         last_start = monotonic()
         if plan.race or self.start is None:
             for index in range(started):
-                self._launch(index, nodes[index])
+                self._launch(index, nodes[index], partial(self.attempt, nodes[index]))
             last_start = monotonic()
         else:
             self._start_here(self.start, nodes[0], min(delays[0], self.deadline - last_start))
@@ -276,7 +277,7 @@ class _Race:
                     continue
             # A hedge delay ran out, or an attempt failed: start the next node as well.
             self.cluster.attempt_started(nodes[started])
-            self._launch(started, nodes[started])
+            self._launch(started, nodes[started], partial(self.attempt, nodes[started]))
             started += 1
             outstanding += 1
             last_start = monotonic()
@@ -379,10 +380,12 @@ class _Race:
         self,
         index: int,
         node: str,
-        connect: Callable[[float], Any] | None = None,
+        connect: Callable[[float], Any],
         started: float | None = None,
         cancel: Callable[[], None] | None = None,
     ) -> None:
+        """Run ``connect(remaining)`` on a worker; ``started``: when the attempt began, if it
+        began in the calling thread (its latency counts from there)."""
         try:
             workers.spawn(
                 self._attempt,
@@ -401,15 +404,12 @@ class _Race:
         self,
         index: int,
         node: str,
-        connect: Callable[[float], Any] | None = None,
-        started: float | None = None,
+        connect: Callable[[float], Any],
+        started: float | None,
     ) -> None:
         now = monotonic()
         try:
-            if connect is None:
-                conn = self.attempt(node, self.deadline - now)
-            else:
-                conn = connect(self.deadline - now)
+            conn = connect(self.deadline - now)
         except BaseException as exc:
             self._failed(index, node, exc)
             return

@@ -71,12 +71,11 @@ _IN_TRANSACTION = SERVER_STATUS.SERVER_STATUS_IN_TRANS
 log = logging.getLogger("clusterdb")
 
 
-def _bounded(
-    target: ConnectArgs, overrides: Mapping[str, Any], timeout: float
-) -> tuple[dict[str, Any], Any, Any]:
-    """PyMySQL's keyword arguments with every timeout bounded by ``timeout``, and the caller's
-    own read and write timeouts, to put back once the connection is open."""
-    kwargs = {**target.kwargs, **overrides} if overrides else dict(target.kwargs)
+def _bounded(merged: Mapping[str, Any], timeout: float) -> tuple[dict[str, Any], Any, Any]:
+    """``merged`` (the node's keyword arguments and the caller's overrides) with every timeout
+    bounded by ``timeout``, and the caller's own read and write timeouts, to put back once the
+    connection is open."""
+    kwargs = dict(merged)
     read_timeout = kwargs.get("read_timeout")
     write_timeout = kwargs.get("write_timeout")
     budget = max(timeout, 0.001)  # PyMySQL refuses 0
@@ -86,12 +85,10 @@ def _bounded(
     return kwargs, read_timeout, write_timeout
 
 
-def _unconnected(
-    target: ConnectArgs, overrides: Mapping[str, Any], timeout: float
-) -> tuple[Any, Any, Any]:
+def _unconnected(merged: Mapping[str, Any], timeout: float) -> tuple[Any, Any, Any]:
     """A PyMySQL connection not connected yet, its timeouts bounded by ``timeout``, and the
     caller's own read and write timeouts."""
-    kwargs, read_timeout, write_timeout = _bounded(target, overrides, timeout)
+    kwargs, read_timeout, write_timeout = _bounded(merged, timeout)
     return pymysql.connections.Connection(defer_connect=True, **kwargs), read_timeout, write_timeout
 
 
@@ -155,7 +152,8 @@ class PyMySQLAdapter(DriverAdapter):
         return ConnectArgs((), merged)
 
     def connect(self, target: ConnectArgs, overrides: Mapping[str, Any], timeout: float) -> Any:
-        kwargs, read_timeout, write_timeout = _bounded(target, overrides, timeout)
+        merged = {**target.kwargs, **overrides} if overrides else target.kwargs
+        kwargs, read_timeout, write_timeout = _bounded(merged, timeout)
         conn = pymysql.connections.Connection(**kwargs)
         conn._read_timeout = read_timeout
         conn._write_timeout = write_timeout
@@ -191,7 +189,7 @@ class PyMySQLAdapter(DriverAdapter):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
             # Built while the server prepares its greeting: the two overlap.
-            conn, read_timeout, write_timeout = _unconnected(target, overrides, timeout)
+            conn, read_timeout, write_timeout = _unconnected(kwargs, timeout)
             spoke = _greeted(sock, patience - (time.monotonic() - began))
         except OSError as exc:
             sock.close()
@@ -208,7 +206,7 @@ class PyMySQLAdapter(DriverAdapter):
                 spoke = _greeted(sock, remaining)
                 if spoke:
                     conn, read_timeout, write_timeout = _unconnected(
-                        target, overrides, remaining - (time.monotonic() - began)
+                        kwargs, remaining - (time.monotonic() - began)
                     )
             except BaseException:
                 sock.close()
