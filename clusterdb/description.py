@@ -9,6 +9,7 @@ are seconds.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 __all__ = [
@@ -43,6 +44,8 @@ class NodeDescription:
     role: Role = "unknown"
     latency: float | None = None
     """Connect latency estimate in seconds (Peak EWMA), None before the first sample."""
+    samples: int | None = None
+    """Connect times behind :attr:`latency`; None when not counted (taken as enough)."""
     lag: float | None = None
     """Replication lag in seconds (replicas), None when unknown."""
     replication_stopped: bool = False
@@ -59,6 +62,11 @@ class ClusterDescription:
 
     name: str
     nodes: tuple[NodeDescription, ...] = field(default_factory=tuple)
+
+    @cached_property
+    def unknown_roles(self) -> frozenset[str]:
+        """Names of the nodes whose role is not known yet."""
+        return frozenset(n.name for n in self.nodes if n.role == "unknown")
 
     def node(self, name: str) -> NodeDescription:
         for node in self.nodes:

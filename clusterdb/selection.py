@@ -13,9 +13,9 @@ scenario tables with no server.
    ``primary``: primaries, then unknown; ``replica``: replicas, then unknown;
    ``prefer-replica``: replicas, unknown, then primaries; ``any``: one tier.
 4. **Within a tier:** ``up`` nodes with a latency estimate: those inside the latency window
-   of the cheapest in a weighted random order (:class:`~clusterdb.policies.SelectionPolicy`),
-   the others by increasing cost; then ``up`` nodes without an estimate and ``unknown`` nodes,
-   in registration order.
+   of the cheapest, and those on trial (too few samples yet), in a weighted random order
+   (:class:`~clusterdb.policies.SelectionPolicy`), the others by increasing cost; then ``up``
+   nodes without an estimate and ``unknown`` nodes, in registration order.
 5. **Race or hedge.** When no node of the plan has a latency estimate nothing tells the nodes
    apart: every node is started at once (delays 0, ``race=True``). Otherwise each node gets
    its hedge delay from :class:`~clusterdb.policies.HedgePolicy`.
@@ -32,7 +32,7 @@ from typing import get_args
 from clusterdb.description import ClusterDescription, NodeDescription, Role, WantedRole
 from clusterdb.policies import HedgePolicy, SelectionPolicy
 
-__all__ = ["WANTED_ROLES", "Plan", "plan", "unfit_reason"]
+__all__ = ["WANTED_ROLES", "Plan", "Ranking", "plan", "rank", "unfit_reason"]
 
 WANTED_ROLES: tuple[WantedRole, ...] = get_args(WantedRole)
 
@@ -62,6 +62,38 @@ class Plan:
     """Node name -> why it is not in the plan ("drained", "role primary, wanted replica")."""
 
 
+@dataclass(frozen=True)
+class Ranking:
+    """The deterministic part of a plan: what :func:`rank` found, before any random draw.
+
+    A ranking stays right while nothing it was made from changes, so a caller may keep it and
+    :meth:`draw` a fresh :class:`Plan` from it per connect() (the cluster does, see
+    :meth:`~clusterdb.cluster.Cluster.begin`).
+    """
+
+    groups: tuple[tuple[tuple[str, ...], tuple[float, ...]], ...]
+    """In order: ``(names, weights)``; a group with weights is drawn in a weighted random
+    order (a latency window), a group without is taken as it stands."""
+    delays: Mapping[str, float]
+    """Node name -> its hedge delay (0.0 in a race)."""
+    race: bool
+    """Every node is started at once (see :attr:`Plan.race`)."""
+    rejected: Mapping[str, str]
+    """Node name -> why it is not in any plan drawn from this ranking."""
+
+    def draw(self, rng: random.Random) -> Plan:
+        """One plan: each latency window in a weighted random order drawn from ``rng``."""
+        nodes: list[str] = []
+        for names, weights in self.groups:
+            nodes += _weighted_order(names, weights, rng) if weights else names
+        return Plan(
+            nodes=tuple(nodes),
+            hedge_delays=tuple(map(self.delays.__getitem__, nodes)),
+            race=self.race,
+            rejected=self.rejected,
+        )
+
+
 def plan(
     desc: ClusterDescription,
     wanted: WantedRole = "any",
@@ -75,8 +107,22 @@ def plan(
     """The plan for one connect() asking for ``wanted``; see the module docstring.
 
     ``now`` (monotonic seconds) only makes the reason given for a down node say for how long.
-    Raises ValueError for an unknown ``wanted``.
+    Raises ValueError for an unknown ``wanted``. The same as ``rank(...).draw(rng)``.
     """
+    ranking = rank(desc, wanted, max_lag=max_lag, selection=selection, hedge=hedge, now=now)
+    return ranking.draw(rng)
+
+
+def rank(
+    desc: ClusterDescription,
+    wanted: WantedRole = "any",
+    *,
+    max_lag: float | None = None,
+    selection: SelectionPolicy = _DEFAULT_SELECTION,
+    hedge: HedgePolicy = _DEFAULT_HEDGE,
+    now: float | None = None,
+) -> Ranking:
+    """Everything of :func:`plan` but the random draw."""
     if wanted not in _TIERS:
         raise ValueError(f"unknown role {wanted!r}: expected one of {', '.join(WANTED_ROLES)}")
     rejected: dict[str, str] = {}
@@ -90,19 +136,22 @@ def plan(
             down.append(node)
         else:
             live.append(node)
+    groups: list[tuple[tuple[NodeDescription, ...], tuple[float, ...]]] = []
     if live:
         for node in down:
             rejected[node.name] = _down_reason(node, now)
-        ordered = [n for tier in _tiers(live, wanted) for n in _order_tier(tier, rng, selection)]
-        race = all(n.latency is None for n in ordered)
+        for tier in _tiers(live, wanted):
+            groups.extend(_order_tier(tier, selection))
+        race = all(n.latency is None for names, _ in groups for n in names)
     else:
-        ordered = [n for tier in _tiers(down, wanted) for n in _by_cost(tier, selection)]
+        groups = [(tuple(_by_cost(tier, selection)), ()) for tier in _tiers(down, wanted)]
         race = True
-    delays = tuple([0.0] * len(ordered) if race else [hedge.delay(n) for n in ordered])
-    return Plan(
-        nodes=tuple([n.name for n in ordered]),
-        hedge_delays=delays,
-        race=race and bool(ordered),
+    groups = [g for g in groups if g[0]]
+    nodes = [n for names, _ in groups for n in names]
+    return Ranking(
+        groups=tuple((tuple([n.name for n in names]), weights) for names, weights in groups),
+        delays={n.name: 0.0 if race else hedge.delay(n) for n in nodes},
+        race=race and bool(nodes),
         rejected=MappingProxyType(rejected),
     )
 
@@ -139,9 +188,10 @@ def _tiers(nodes: Sequence[NodeDescription], wanted: WantedRole) -> list[list[No
 
 
 def _order_tier(
-    nodes: Sequence[NodeDescription], rng: random.Random, selection: SelectionPolicy
-) -> list[NodeDescription]:
-    # One pass, each cost computed once: this runs on every connect().
+    nodes: Sequence[NodeDescription], selection: SelectionPolicy
+) -> list[tuple[tuple[NodeDescription, ...], tuple[float, ...]]]:
+    """A tier as groups: its latency window with weights, then the fixed rest."""
+    # One pass, each cost computed once.
     measured: list[tuple[float, NodeDescription]] = []
     unmeasured: list[NodeDescription] = []
     unproven: list[NodeDescription] = []
@@ -154,19 +204,22 @@ def _order_tier(
             unmeasured.append(n)
         else:
             measured.append((_cost(n, selection), n))
+    rest = tuple(unmeasured + unproven)
     if not measured:
-        return unmeasured + unproven
+        return [(rest, ())]
     measured.sort(key=_first)  # stable: ties keep registration order
     fastest = measured[0][0]
     limit = selection.limit(fastest)
     inside = sum(1 for c, _ in measured if c <= limit)
-    if inside == 1:
-        ordered = [n for _, n in measured]
-    else:
-        weights = [selection.weight(c, fastest) for c, _ in measured[:inside]]
-        window = _weighted_order([n for _, n in measured[:inside]], weights, rng)
-        ordered = window + [n for _, n in measured[inside:]]
-    return ordered + unmeasured + unproven
+    outside = measured[inside:]
+    trials = [n for _, n in outside if selection.on_trial(n)] if selection.trial_weight else []
+    if inside == 1 and not trials:
+        return [(tuple([n for _, n in measured]) + rest, ())]
+    weights = [selection.weight(c, fastest) for c, _ in measured[:inside]]
+    weights += [selection.trial_weight] * len(trials)
+    window = tuple([n for _, n in measured[:inside]] + trials)
+    others = tuple([n for _, n in outside if n not in trials])
+    return [(window, tuple(weights)), (others + rest, ())]
 
 
 def _first(pair: tuple[float, NodeDescription]) -> float:
@@ -184,19 +237,20 @@ def _by_cost(nodes: Sequence[NodeDescription], selection: SelectionPolicy) -> li
 
 
 def _weighted_order(
-    items: Sequence[NodeDescription], weights: Sequence[float], rng: random.Random
-) -> list[NodeDescription]:
+    items: Sequence[str], weights: Sequence[float], rng: random.Random
+) -> list[str]:
     """Weighted random order without replacement: each next item drawn ∝ its weight."""
-    pool = list(zip(items, weights, strict=True))
-    out: list[NodeDescription] = []
-    while len(pool) > 1:
-        point = rng.random() * sum(w for _, w in pool)
-        index = len(pool) - 1  # rounding can leave point just above the last running sum
-        for i, (_, weight) in enumerate(pool):
+    names, left = list(items), list(weights)
+    out: list[str] = []
+    while len(names) > 1:
+        point = rng.random() * sum(left)
+        index = len(names) - 1  # rounding can leave point just above the last running sum
+        for i, weight in enumerate(left):
             point -= weight
             if point < 0:
                 index = i
                 break
-        out.append(pool.pop(index)[0])
-    out.extend(item for item, _ in pool)
+        out.append(names.pop(index))
+        del left[index]
+    out += names
     return out
