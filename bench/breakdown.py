@@ -1,25 +1,26 @@
 """Where clusterdb.connect()'s time goes, stage by stage, against the vendor connect.
 
-Usage: ``.venv/bin/python bench/breakdown.py [psycopg|pymysql] [--n 300]``. A cluster of ONE
-node (the primary, direct port), so that node choice plays no part, after a warm-up; clusterdb
-and the vendor driver alternate on it. Timestamps come from wrapping the cluster's own steps,
-so the stages add up to the whole call:
+Usage: ``.venv/bin/python bench/breakdown.py [psycopg|pymysql] [--n 300] [--nodes 1]
+[--cpus-may-sleep]``. A cluster of ``--nodes`` nodes (direct ports) after a warm-up; each
+round connects the vendor driver to every node, then clusterdb once, as ``make bench`` does
+(so clusterdb's code runs with the caches the vendor's connects left). Timestamps come from
+wrapping the cluster's own steps, so the stages add up to the whole call:
 
-* ``plan``: ``Cluster.begin`` (describe the nodes and run selection, under the cluster lock);
-* ``to driver``: from the plan to the driver's connect starting (in the calling thread for
-  drivers that start inline, PyMySQL; in a worker thread for the others);
-* ``driver connect``: the adapter's connect (``start`` for PyMySQL: TCP connect, wait for the
-  greeting, PyMySQL's handshake);
-* ``after driver``: role detection and the rest of the attempt before the stats;
+* ``plan``: ``Cluster.begin`` (a kept ranking and a random draw, or a new ranking);
+* ``to driver``: from the plan to the driver's connect starting;
+* ``driver connect``: the adapter's ``start`` (in the calling thread: TCP connect, wait for the
+  greeting, PyMySQL's handshake; psycopg's connect generator), or its ``connect`` on a worker;
+* ``after driver``: from the driver's return to the stats (role detection, the race if any);
 * ``record``: ``Cluster.record_success``;
-* ``back to caller``: from the stats to the calling thread resuming (the hand-over from a
-  worker; only the results queue when the attempt ran inline);
-* ``outcome+return``: ``Cluster.record_outcome`` and the return.
+* ``return``: from the stats to the caller (a hand-over from a worker when there was one).
+
+Rounds where clusterdb raced or hedged (a stage missing) are left out and counted.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -33,6 +34,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "bench":
 import clusterdb  # noqa: E402
 from bench import peers  # noqa: E402
 from bench.clusterhost import start_clusters  # noqa: E402
+from bench.idle import IdleControl  # noqa: E402
 from bench.stats import median  # noqa: E402
 from clusterdb import registry  # noqa: E402
 
@@ -42,8 +44,7 @@ STAGES = (
     ("driver connect", "driver_in", "driver_out"),
     ("after driver", "driver_out", "record_in"),
     ("record", "record_in", "record_out"),
-    ("back to caller", "record_out", "outcome_in"),
-    ("outcome+return", "outcome_in", "end"),
+    ("return", "record_out", "end"),
 )
 
 
@@ -60,15 +61,15 @@ def _wrap(obj: Any, attr: str, key: str, marks: dict[str, float]) -> None:
     setattr(obj, attr, wrapper)
 
 
-def breakdown(driver: str, n: int) -> None:
-    with start_clusters([driver]) as host:
+def breakdown(driver: str, n: int, nodes: int, cpus_sleep: bool) -> None:
+    with IdleControl(not cpus_sleep) as idle, start_clusters([driver]) as host:
         cl = host.clusters[driver]
         settings = peers.driver_settings(driver)
         name = "bench-breakdown"
         clusterdb.register(
             name,
             driver=driver,
-            nodes=cl.node_specs(via_proxy=False)[:1],
+            nodes=cl.node_specs(via_proxy=False)[:nodes],
             user=cl.user,
             password=cl.password,
             **{cl.dbname_key: cl.dbname},
@@ -76,32 +77,37 @@ def breakdown(driver: str, n: int) -> None:
         )
         for _ in range(30):
             clusterdb.connect(name).close()
-        kwargs = {**cl.connect_kwargs(cl.nodes[0], via_proxy=False), **settings}
-        vendor = []
+        each = [{**cl.connect_kwargs(x, via_proxy=False), **settings} for x in cl.nodes[:nodes]]
+        vendor: list[list[float]] = [[] for _ in each]
         cluster = registry.get(name)
         marks: dict[str, float] = {}
         _wrap(cluster, "begin", "begin", marks)
         entry = "start" if cluster.adapter.starts_inline else "connect"
         _wrap(cluster.adapter, entry, "driver", marks)
         _wrap(cluster, "record_success", "record", marks)
-        _wrap(cluster, "record_outcome", "outcome", marks)
         rows: list[dict[str, float]] = []
         totals: list[float] = []
         for _ in range(n):
-            dt, conn = peers.timed(lambda: peers.vendor_connect(driver, kwargs))
-            conn.close()
-            vendor.append(dt * 1e6)
+            for i, kwargs in enumerate(each):
+                dt, conn = peers.timed(functools.partial(peers.vendor_connect, driver, kwargs))
+                conn.close()
+                vendor[i].append(dt * 1e6)
             marks.clear()
             t0 = time.perf_counter()
             conn = clusterdb.connect(name)
             marks["end"] = time.perf_counter()
             conn.close()
-            totals.append((marks["end"] - t0) * 1e6)
-            rows.append({s: (marks[b] - marks[a]) * 1e6 for s, a, b in STAGES})
+            if all(a in marks and b in marks for _, a, b in STAGES):
+                totals.append((marks["end"] - t0) * 1e6)
+                rows.append({s: (marks[b] - marks[a]) * 1e6 for s, a, b in STAGES})
         clusterdb.unregister(name)
         clusterdb.close()
-    print(f"{driver}, one node, direct port, {n} connects each, alternating; medians in µs")
-    print(f"  {'vendor connect (caller thread)':32s} {median(vendor):8.1f}")
+    best = min(median(v) for v in vendor)
+    print(
+        f"{driver}, {nodes} node(s), direct ports, {n} rounds, {idle.status}; medians in µs "
+        f"({n - len(rows)} rounds raced or hedged, left out)"
+    )
+    print(f"  {'vendor connect, best node':32s} {best:8.1f}")
     print(f"  {'clusterdb.connect() total':32s} {median(totals):8.1f}")
     for stage, _, _ in STAGES:
         print(f"    {stage:30s} {median([r[stage] for r in rows]):8.1f}")
@@ -112,9 +118,11 @@ def main(argv: list[str]) -> int:
         prog="bench/breakdown.py", description="Where clusterdb.connect() spends its time."
     )
     p.add_argument("driver", nargs="?", default="pymysql", choices=("psycopg", "pymysql"))
-    p.add_argument("--n", type=int, default=300, help="connects per contender")
+    p.add_argument("--n", type=int, default=300, help="rounds")
+    p.add_argument("--nodes", type=int, default=1, choices=(1, 2, 3), help="cluster size")
+    p.add_argument("--cpus-may-sleep", action="store_true", help="see bench/idle.py")
     args = p.parse_args(argv)
-    breakdown(args.driver, args.n)
+    breakdown(args.driver, args.n, args.nodes, args.cpus_may_sleep)
     return 0
 
 

@@ -31,7 +31,7 @@ from clusterdb.errors import ConfigError, InterfaceError
 from clusterdb.latency import LatencyEstimate
 from clusterdb.prober import probe_node
 from clusterdb.redact import Redactor, is_secret_key
-from clusterdb.selection import Plan, plan
+from clusterdb.selection import Plan, Ranking, rank
 from clusterdb.stats import ClusterStats, NodeStats
 
 __all__ = ["Cluster"]
@@ -40,6 +40,8 @@ log = logging.getLogger("clusterdb")
 
 _MS = 1000.0
 _REUSE_FOR = 0.05
+_RANKING_FOR = 1.0
+_DRIFT = 0.1
 
 
 def _utc(epoch: float | None) -> datetime | None:
@@ -74,6 +76,7 @@ class _Node:
         "pending",
         "probe_errors",
         "probes",
+        "ranked",
         "replication_stopped",
         "role",
         "rtt",
@@ -94,6 +97,7 @@ class _Node:
         self.replication_stopped = False
         self.drained = False
         self.pending = 0
+        self.ranked: float | None = None  # the latency the cluster's rankings were made with
         self.down_since: float | None = None  # monotonic, for selection
         self.down_since_epoch: float | None = None  # wall clock, for stats
         self.described_until = -math.inf
@@ -140,6 +144,7 @@ class _Node:
             state=self.state,
             role=self.role,
             latency=self.latency.value_at(now),
+            samples=self.latency.samples,
             lag=self.lag,
             replication_stopped=self.replication_stopped,
             drained=self.drained,
@@ -194,6 +199,11 @@ class Cluster:
         self._connects = 0
         self._failures = 0
         self._watched_by: monitor.Monitor | None = None
+        # Rankings kept between connects (see begin()): valid while the epoch stands, which
+        # every change that can alter one ends, and while no attempt is pending anywhere.
+        self._epoch = 0
+        self._in_flight = 0
+        self._rankings: dict[WantedRole, tuple[int, float, Ranking, ClusterDescription]] = {}
 
     def _connect_args(self, index: int, entry: NodeEntry) -> ConnectArgs:
         try:
@@ -240,51 +250,104 @@ class Cluster:
         return ClusterDescription(self.name, tuple(n.describe(now) for n in self._nodes.values()))
 
     def begin(self, wanted: WantedRole) -> tuple[Plan, ClusterDescription]:
-        """Plan one connect() and count its first attempts (all of a race) as pending."""
-        options = self.config.options
+        """Plan one connect() and count its first attempts (all of a race) as pending.
+
+        The ranking under the plan is kept and drawn from again by later connects while
+        nothing it depends on changes: state, role, lag, drain, a hedge, an attempt pending,
+        or a node's latency estimate moving more than 10 % from the one ranked by; and for
+        at most 1 s (every estimate decays at the same rate, < 10 % in that time). Ranking
+        is most of what planning costs, and a healthy cluster's ranking rarely changes.
+        """
         with self._lock:
             now = time.monotonic()
-            desc = self._describe(now)
-            chosen = plan(
-                desc,
-                wanted,
-                rng=self._rng,
-                max_lag=options.max_lag,
-                selection=options.selection,
-                hedge=options.hedge,
-                now=now,
-            )
+            kept = self._rankings.get(wanted)
+            if (
+                kept is not None
+                and kept[0] == self._epoch
+                and now < kept[1]
+                and not self._in_flight
+            ):
+                _, _, ranking, desc = kept
+            else:
+                desc, ranking = self._rank(wanted, now)
+            chosen = ranking.draw(self._rng)
             first = chosen.nodes if chosen.race else chosen.nodes[:1]
             for name in first:
                 self._nodes[name].pending += 1
+            self._in_flight += len(first)
         return chosen, desc
+
+    def _rank(self, wanted: WantedRole, now: float) -> tuple[ClusterDescription, Ranking]:
+        options = self.config.options
+        desc = self._describe(now)
+        ranking = rank(
+            desc,
+            wanted,
+            max_lag=options.max_lag,
+            selection=options.selection,
+            hedge=options.hedge,
+            now=now,
+        )
+        if not self._in_flight:  # pending attempts weigh in a ranking: not one to keep
+            self._rankings[wanted] = (self._epoch, now + _RANKING_FOR, ranking, desc)
+            for d in desc.nodes:
+                self._nodes[d.name].ranked = d.latency
+        return desc, ranking
+
+    def _observe(self, n: _Node, latency: float, now: float) -> None:
+        """A connect to ``n`` took ``latency`` s: update its estimate, and end the rankings'
+        epoch when the estimate moved too far from the one they were made with, or the node
+        may have come off trial (see :class:`~clusterdb.policies.SelectionPolicy`)."""
+        estimate = n.latency = n.latency.observe(latency, now)
+        ranked, value = n.ranked, estimate.value_at(now)
+        if (
+            ranked is None
+            or value is None
+            or abs(value - ranked) > _DRIFT * ranked
+            or estimate.samples <= self.config.options.selection.trial_samples
+        ):
+            self._epoch += 1
 
     def attempt_started(self, node: str) -> None:
         """A hedge or a failure started one more attempt on ``node``."""
         with self._lock:
             self._nodes[node].pending += 1
+            self._in_flight += 1
 
     def attempt_abandoned(self, node: str) -> None:
         """An attempt on ``node`` in the calling thread was interrupted (KeyboardInterrupt...):
         no longer pending, and not the node's failure."""
         with self._lock:
             self._nodes[node].pending -= 1
+            self._in_flight -= 1
 
     # -- outcomes (each attempt records its own, winners and late losers alike) --
 
-    def record_success(self, node: str, latency: float, role: Role | None, discarded: bool) -> None:
-        """An attempt on ``node`` connected after ``latency`` s; ``discarded``: closed unused."""
+    def record_success(
+        self,
+        node: str,
+        latency: float,
+        role: Role | None,
+        discarded: bool,
+        returned: bool = False,
+    ) -> None:
+        """An attempt on ``node`` connected after ``latency`` s; ``discarded``: closed unused;
+        ``returned``: its connect() returns it (:meth:`record_outcome` in the same breath)."""
         now, wall = time.monotonic(), time.time()
         with self._lock:
+            if returned:
+                self._connects += 1
             n = self._nodes[node]
             n.pending -= 1
+            self._in_flight -= 1
             n.connects += 1
             if discarded:
                 n.discarded += 1
             n.last_success_at = wall
-            n.latency = n.latency.observe(latency, now)
-            role_change = self._set_role(n, role)
-            change = self._set_state(n, "up", now, wall, "")
+            self._observe(n, latency, now)
+            # Calls skipped when nothing changes: this runs on every connect.
+            role_change = None if role is None else self._set_role(n, role)
+            change = None if n.state == "up" else self._set_state(n, "up", now, wall, "")
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "cluster %r: node %s connected in %.1f ms%s",
@@ -293,8 +356,10 @@ class Cluster:
                 latency * _MS,
                 " (discarded)" if discarded else "",
             )
-        self._log_change(change)
-        self._log_role_change(role_change)
+        if change is not None:
+            self._log_change(change)
+        if role_change is not None:
+            self._log_role_change(role_change)
 
     def record_discarded(self, node: str) -> None:
         """A connection to ``node``, recorded as a success, was closed unused after all (a
@@ -310,6 +375,7 @@ class Cluster:
         with self._lock:
             n = self._nodes[node]
             n.pending -= 1
+            self._in_flight -= 1
             n.connect_errors += 1
             n.last_error = line
             n.last_error_at = wall
@@ -325,6 +391,7 @@ class Cluster:
         with self._lock:
             n = self._nodes[node]
             n.latency = n.latency.observe_lower_bound(elapsed, now)
+            self._epoch += 1
         log.debug(
             "cluster %r: node %s silent after %.1f ms, hedging", self.name, node, elapsed * _MS
         )
@@ -352,12 +419,14 @@ class Cluster:
                 # A probe's connect is a connect like any other: it keeps the estimate of a
                 # node that gets no traffic (outside the latency window) up to date.
                 if latency is not None:
-                    n.latency = n.latency.observe(latency, now)
+                    self._observe(n, latency, now)
                 if rtt is not None:
                     n.rtt = n.rtt.observe(rtt, now)
                 role_change = self._set_role(n, role)
-                n.lag = lag
                 replication_change = n.replication_stopped != stopped
+                if n.lag != lag or replication_change:
+                    self._epoch += 1
+                n.lag = lag
                 n.replication_stopped = stopped
                 change = self._set_state(n, "up", now, wall, "")
             else:
@@ -394,6 +463,7 @@ class Cluster:
         old = n.state
         if old == state:
             return None
+        self._epoch += 1
         n.state = state
         n.state_changes += 1
         n.last_state_change_at = wall
@@ -405,10 +475,10 @@ class Cluster:
             n.down_since = n.down_since_epoch = None
         return (n.name, old, state, n.address, detail)
 
-    @staticmethod
-    def _set_role(n: _Node, role: Role | None) -> tuple[str, Role, Role] | None:
+    def _set_role(self, n: _Node, role: Role | None) -> tuple[str, Role, Role] | None:
         if role is None or role == n.role:
             return None
+        self._epoch += 1
         old, n.role = n.role, role
         return (n.name, old, role)
 
@@ -449,6 +519,7 @@ class Cluster:
             n = self._nodes.get(node)
             if n is not None:
                 changed, n.drained = n.drained != drained, drained
+                self._epoch += 1
         if n is None:
             raise InterfaceError(
                 f"cluster {self.name!r} has no node {node!r} (nodes: {', '.join(self._nodes)})"
@@ -507,5 +578,6 @@ class Cluster:
         """In a forked child: the parent's attempt threads and lock holders do not exist."""
         self._lock = threading.Lock()
         self._rng = random.Random()
+        self._in_flight = 0
         for n in self._nodes.values():
             n.pending = 0

@@ -92,19 +92,17 @@ class LatencyEstimate:
     def observe(self, sample: float, now: float) -> LatencyEstimate:
         """The estimate after a connect that took ``sample`` seconds, finished at ``now``."""
         sample = _check(sample, "latency sample")
-        # Built field by field, not with dataclasses.replace(): this runs on every connect,
-        # and replace() costs several times more.
-        return LatencyEstimate(
-            self._blend(sample, now),
-            now,
-            (*self.recent, sample)[-self.window :],
-            self.samples + 1,
-            None,  # an answer supersedes "has not answered yet"
-            self.decay,
-            self.window,
-            self.alpha,
-            self.settle,
-        )
+        # Not through __init__ (nor dataclasses.replace(), slower still): this runs on every
+        # connect, and __init__ checks only the settings, copied here unchanged.
+        new = object.__new__(LatencyEstimate)
+        fields = new.__dict__
+        fields.update(self.__dict__)
+        fields["value"] = self._blend(sample, now)
+        fields["last_update"] = now
+        fields["recent"] = (*self.recent, sample)[-self.window :]
+        fields["samples"] = self.samples + 1
+        fields["bound"] = None  # an answer supersedes "has not answered yet"
+        return new
 
     def observe_lower_bound(self, elapsed: float, now: float) -> LatencyEstimate:
         """The node has not answered after ``elapsed`` seconds (a hedge fired): the estimate

@@ -9,6 +9,7 @@ driver's own ``connect()`` returns.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import os
 import socket
@@ -61,12 +62,14 @@ def _nothing() -> None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)
 def needs_no_lookup(host: str) -> bool:
     """True for an IP address or a unix-socket path: connecting to it asks no resolver.
 
     An attempt begins in the caller's thread only then: a hostname lookup blocks in
     getaddrinfo, which cannot be paused or hedged, and a slow resolver would hold connect()
-    there; a worker thread runs such attempts while the racer hedges.
+    there; a worker thread runs such attempts while the racer hedges. Cached: this is asked
+    on every connect.
     """
     if host.startswith(("/", "@")):
         return True

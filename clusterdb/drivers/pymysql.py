@@ -101,6 +101,22 @@ def _handshake(conn: Any, sock: socket.socket, read_timeout: Any, write_timeout:
     return conn
 
 
+def _open(host: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection to the IP address ``host``. No getaddrinfo(), unlike
+    socket.create_connection(): an address needs no lookup, and this runs on every connect."""
+    if "%" in host:  # an IPv6 scope: let the resolver make sense of it
+        return socket.create_connection((host, port), timeout)
+    address = host.strip("[]")
+    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+    try:
+        sock.settimeout(timeout)
+        sock.connect((address, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def _greeted(sock: socket.socket, patience: float) -> bool:
     """True once the server has sent something (its greeting, or an error such as "too many
     connections"), False when it stayed silent for ``patience`` s."""
@@ -180,7 +196,7 @@ class PyMySQLAdapter(DriverAdapter):
         port = int(kwargs.get("port") or 3306)
         began = time.monotonic()
         try:
-            sock = socket.create_connection((host, port), max(min(patience, timeout), 0.001))
+            sock = _open(host, port, max(min(patience, timeout), 0.001))
         except TimeoutError:  # no TCP answer yet: a worker starts afresh with what is left
             return super().start(target, overrides, timeout, patience)
         except OSError as exc:

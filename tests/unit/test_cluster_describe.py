@@ -1,6 +1,7 @@
-"""Cluster.describe() reuses a node's last description while nothing about the node changed:
-whatever sequence of outcomes, probes, hedges, drains and plans, what it returns is what a
-fresh description would say (the decayed latency estimate within 0.5 %)."""
+"""Cluster.describe() reuses a node's last description while nothing about the node changed,
+and Cluster.begin() a ranking while nothing it rests on changed: whatever sequence of
+outcomes, probes, hedges, drains and plans, what they use is what a fresh description would
+say (the decayed latency estimate within 0.5 %, a ranking's within its 10 % drift)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from hypothesis import strategies as st
 from clusterdb.cluster import Cluster
 from clusterdb.config import cluster_from_kwargs
 from clusterdb.drivers.generic import GenericAdapter
+from clusterdb.policies import SelectionPolicy
+from clusterdb.selection import rank
 
 NODES = ("a", "b", "c")
 
@@ -89,10 +92,11 @@ def test_describe_always_matches_a_fresh_description(ops: list[tuple[object, ...
                 fresh.lag,
                 fresh.replication_stopped,
             )
-            assert (got.drained, got.pending, got.down_since) == (
+            assert (got.drained, got.pending, got.down_since, got.samples) == (
                 fresh.drained,
                 fresh.pending,
                 fresh.down_since,
+                fresh.samples,
             )
             if fresh.latency is None:
                 assert got.latency is None
@@ -112,3 +116,67 @@ def test_an_unchanged_node_is_described_by_the_same_object() -> None:
     third = cluster.describe()
     assert third.nodes[0] is first.nodes[0]
     assert third.nodes[1] is not first.nodes[1] and third.nodes[1].pending == 1
+
+
+WANTED = ("any", "primary", "replica", "prefer-replica")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(operation, max_size=30))
+def test_a_kept_ranking_rests_on_what_is_true_now(ops: list[tuple[object, ...]]) -> None:
+    cluster = make_cluster()
+    trial = SelectionPolicy().trial_samples
+    for op in ops:
+        apply(cluster, op)
+        for wanted in WANTED:
+            now = time.monotonic()
+            fresh = [n._describe(now) for n in cluster._nodes.values()]
+            chosen, used = cluster.begin(wanted)  # type: ignore[arg-type]
+            first = chosen.nodes if chosen.race else chosen.nodes[:1]
+            for name in first:  # undo begin's pending count: nothing is attempted here
+                cluster.attempt_abandoned(name)
+            for got, now_is in zip(used.nodes, fresh, strict=True):
+                assert (got.state, got.role, got.lag, got.replication_stopped) == (
+                    now_is.state,
+                    now_is.role,
+                    now_is.lag,
+                    now_is.replication_stopped,
+                )
+                assert (got.drained, got.pending) == (now_is.drained, now_is.pending)
+                assert ((got.samples or 0) < trial) == ((now_is.samples or 0) < trial)
+                if now_is.latency is None:
+                    assert got.latency is None
+                else:
+                    assert got.latency is not None
+                    assert math.isclose(got.latency, now_is.latency, rel_tol=0.11)
+            # And the plan is one a fresh ranking of that description could have drawn.
+            again = rank(used, wanted)  # type: ignore[arg-type]
+            assert set(chosen.nodes) == {n for names, _ in again.groups for n in names}
+
+
+def test_begin_keeps_its_ranking_until_something_changes() -> None:
+    cluster = make_cluster()
+    for name in NODES:
+        for _ in range(3):
+            cluster.attempt_started(name)
+            cluster.record_success(name, 0.002, "primary", discarded=False)
+
+    def ranking() -> object:
+        chosen, _ = cluster.begin("any")
+        cluster.attempt_abandoned(chosen.nodes[0])
+        return cluster._rankings["any"][2]
+
+    kept = ranking()
+    assert ranking() is kept
+    cluster.attempt_started("a")
+    cluster.record_success("a", 0.0021, None, discarded=False)  # within the drift: kept
+    assert ranking() is kept
+    cluster.attempt_started("b")  # an attempt pending weighs in: ranked afresh, not kept
+    chosen, desc = cluster.begin("any")
+    cluster.attempt_abandoned(chosen.nodes[0])
+    assert desc.node("b").pending == 1
+    assert cluster._rankings["any"][2] is kept
+    cluster.attempt_abandoned("b")
+    assert ranking() is kept
+    cluster.drain("c")
+    assert ranking() is not kept

@@ -1,0 +1,153 @@
+"""racer.connect() with a driver that starts inline: the first attempt in the calling thread,
+and no race at all when it connects to a node of known role (PyMySQL's usual case).
+
+The driver is sqlite3 (a real database, one file per node) behind an adapter that starts
+inline: per node, ``start`` connects, raises, or hands back a Pending attempt.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clusterdb import racer, workers
+from clusterdb.cluster import Cluster
+from clusterdb.config import cluster_from_kwargs
+from clusterdb.drivers.base import ConnectArgs
+from clusterdb.drivers.generic import GenericAdapter
+from clusterdb.errors import AllNodesFailed
+
+pytestmark = pytest.mark.usefixtures("no_thread_left")
+
+NODES = ("a", "b", "c")
+
+
+class InlineSqlite(GenericAdapter):
+    """sqlite3, begun in the caller's thread; ``outcomes[node]``: "connect" (the default),
+    an exception to raise, or "pending" (a worker connects)."""
+
+    starts_inline = True
+
+    def __init__(self) -> None:
+        super().__init__(sqlite3)
+        self.outcomes: dict[str, Any] = {}
+        self.started_in: dict[str, threading.Thread] = {}
+        self.detected: list[str] = []
+
+    def start(
+        self, target: ConnectArgs, overrides: Mapping[str, Any], timeout: float, patience: float
+    ) -> Any:
+        node = Path(str(target.args[0])).stem
+        self.started_in[node] = threading.current_thread()
+        outcome = self.outcomes.get(node, "connect")
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if outcome == "pending":
+            return super().start(target, overrides, timeout, patience)
+        return self.connect(target, overrides, timeout)
+
+    def connect(self, target: ConnectArgs, overrides: Mapping[str, Any], timeout: float) -> Any:
+        outcome = self.outcomes.get(Path(str(target.args[0])).stem)
+        if isinstance(outcome, Exception):  # on a worker too
+            raise outcome
+        return super().connect(target, overrides, timeout)
+
+    def detect_role(self, conn: Any) -> Any:
+        self.detected.append("yes")
+        return None
+
+
+def make_cluster(tmp_path: Path, *, known: bool = True) -> tuple[Cluster, InlineSqlite]:
+    specs = [{"name": n, "dsn": str(tmp_path / f"{n}.db")} for n in NODES]
+    config = cluster_from_kwargs("fast", sqlite3, specs, {"monitor": False})
+    adapter = InlineSqlite()
+    cluster = Cluster(config, adapter)
+    # What earlier connects and probes would have taught it: "a" fastest, every role known.
+    for name, seconds in zip(NODES, (0.001, 0.02, 0.05), strict=True):
+        for _ in range(3):
+            cluster.attempt_started(name)
+            cluster.record_success(name, seconds, "primary" if known else None, discarded=False)
+    cluster.reset_stats()
+    return cluster, adapter
+
+
+def test_a_known_node_is_connected_in_the_calling_thread_without_a_race(tmp_path: Path) -> None:
+    cluster, adapter = make_cluster(tmp_path)
+    before = threading.active_count()
+    conn = racer.connect(cluster, "any", {})
+    try:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        conn.close()
+    assert adapter.started_in == {"a": threading.current_thread()}
+    assert adapter.detected == []  # role known: no round trip to learn it
+    assert threading.active_count() == before  # no worker was started
+    snap = cluster.stats_snapshot()
+    assert (snap.connects, snap.failures) == (1, 0)
+    counts = {n.name: (n.connects, n.connect_errors, n.pending) for n in snap.nodes}
+    assert counts == {"a": (1, 0, 0), "b": (0, 0, 0), "c": (0, 0, 0)}
+
+
+def test_a_node_of_unknown_role_has_its_role_read(tmp_path: Path) -> None:
+    cluster, adapter = make_cluster(tmp_path, known=False)
+    racer.connect(cluster, "any", {}).close()
+    assert adapter.detected == ["yes"]
+    snap = cluster.stats_snapshot()
+    assert snap.connects == 1 and sum(n.pending for n in snap.nodes) == 0
+
+
+def test_a_refusing_first_node_is_counted_and_the_next_one_connects(tmp_path: Path) -> None:
+    cluster, adapter = make_cluster(tmp_path)
+    adapter.outcomes["a"] = sqlite3.OperationalError("refused")
+    conn = racer.connect(cluster, "any", {})
+    conn.close()
+    snap = cluster.stats_snapshot()
+    assert (snap.connects, snap.failures) == (1, 0)
+    nodes = {n.name: n for n in snap.nodes}
+    assert nodes["a"].connect_errors == 1 and nodes["a"].state == "down"
+    assert nodes["b"].connects == 1
+    assert all(n.pending == 0 for n in snap.nodes)
+
+
+def test_a_silent_first_node_is_finished_by_a_worker(tmp_path: Path) -> None:
+    cluster, adapter = make_cluster(tmp_path)
+    adapter.outcomes["a"] = "pending"
+    conn = racer.connect(cluster, "any", {})
+    conn.close()
+    assert workers.wait_all(10)  # a hedged attempt may still be running: let it end
+    snap = cluster.stats_snapshot()
+    assert snap.connects == 1
+    assert sum(n.connects - n.discarded for n in snap.nodes) == 1
+    assert {n.name: n.connects for n in snap.nodes}["a"] == 1
+    assert all(n.pending == 0 for n in snap.nodes)
+
+
+def test_every_node_failing_raises_with_each_named(tmp_path: Path) -> None:
+    cluster, adapter = make_cluster(tmp_path)
+    for name in NODES:
+        adapter.outcomes[name] = sqlite3.OperationalError(f"{name} refused")
+    with pytest.raises(AllNodesFailed) as caught:
+        racer.connect(cluster, "any", {})
+    assert all(f"{name} refused" in str(caught.value) for name in NODES)
+    snap = cluster.stats_snapshot()
+    assert (snap.connects, snap.failures) == (0, 1)
+    assert all(n.pending == 0 and n.connect_errors == 1 for n in snap.nodes)
+
+
+def test_an_interrupt_in_the_first_attempt_propagates_and_leaves_nothing_pending(
+    tmp_path: Path,
+) -> None:
+    cluster, adapter = make_cluster(tmp_path)
+    adapter.outcomes["a"] = KeyboardInterrupt()
+    with pytest.raises(KeyboardInterrupt):
+        racer.connect(cluster, "any", {})
+    snap = cluster.stats_snapshot()
+    assert (snap.connects, snap.failures) == (0, 1)
+    nodes = {n.name: n for n in snap.nodes}
+    assert nodes["a"].connect_errors == 0 and nodes["a"].state == "up"  # not its failure
+    assert all(n.pending == 0 for n in snap.nodes)
