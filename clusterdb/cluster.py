@@ -289,6 +289,7 @@ class Cluster:
             now=now,
         )
         if not self._in_flight:  # pending attempts weigh in a ranking: not one to keep
+            ranking = ranking.with_plans()  # cheaper draws for as long as it is kept
             self._rankings[wanted] = (self._epoch, now + _RANKING_FOR, ranking, desc)
             for d in desc.nodes:
                 self._nodes[d.name].ranked = d.latency

@@ -91,7 +91,8 @@ class LatencyEstimate:
 
     def observe(self, sample: float, now: float) -> LatencyEstimate:
         """The estimate after a connect that took ``sample`` seconds, finished at ``now``."""
-        sample = _check(sample, "latency sample")
+        if not 0.0 <= sample < math.inf:  # also catches NaN; the check itself is a call
+            sample = _check(sample, "latency sample")
         # Not through __init__ (nor dataclasses.replace(), slower still): this runs on every
         # connect, and __init__ checks only the settings, copied here unchanged.
         new = object.__new__(LatencyEstimate)

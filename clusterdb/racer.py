@@ -13,8 +13,8 @@ hedged as usual. psycopg pauses anywhere in its connect (it is a generator); PyM
 after the TCP connect, so there the hedge waits for the server's greeting, not the whole
 handshake. When that first attempt connects to a node whose role is known (or need not be),
 nothing else has started: it wins outright, and :func:`connect` returns it with no race
-object, queue or thread at all (measured: ~20 µs less per PyMySQL connect). Nodes given by hostname run on a worker from the start: a resolver lookup cannot
-be paused.
+object, queue or thread at all (measured: ~20 µs less per PyMySQL connect). Nodes given
+by hostname run on a worker from the start: a resolver lookup cannot be paused.
 
 Rules that keep stats exact and leak nothing, whatever the timing:
 
@@ -78,7 +78,10 @@ def connect(cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any]) -> 
     except ``connect_timeout``, the overall deadline."""
     if wanted not in WANTED_ROLES:
         raise ConfigError(f"role must be one of {', '.join(WANTED_ROLES)}, not {wanted!r}", "role")
-    timeout = _deadline(overrides.pop("connect_timeout", cluster.options.connect_timeout))
+    if "connect_timeout" in overrides:
+        timeout = _deadline(overrides.pop("connect_timeout"))
+    else:
+        timeout = cluster.options.connect_timeout  # checked when the cluster was configured
     adapter = cluster.adapter
     cluster.watch()
     chosen, desc = cluster.begin(wanted)

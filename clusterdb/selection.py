@@ -23,9 +23,12 @@ scenario tables with no server.
 
 from __future__ import annotations
 
+import bisect
+import math
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import permutations, product
 from types import MappingProxyType
 from typing import get_args
 
@@ -80,18 +83,71 @@ class Ranking:
     """Every node is started at once (see :attr:`Plan.race`)."""
     rejected: Mapping[str, str]
     """Node name -> why it is not in any plan drawn from this ranking."""
+    plans: tuple[tuple[float, ...], tuple[Plan, ...]] | None = None
+    """Every plan the draw can give, with the running sum of their chances, when there are
+    few (a window of up to 3 nodes): a draw is then one random number and a lookup."""
 
     def draw(self, rng: random.Random) -> Plan:
         """One plan: each latency window in a weighted random order drawn from ``rng``."""
+        if self.plans is not None:
+            chances, plans = self.plans
+            if len(plans) == 1:
+                return plans[0]
+            index = bisect.bisect_right(chances, rng.random() * chances[-1])
+            return plans[min(index, len(plans) - 1)]  # rounding can leave it at the end
         nodes: list[str] = []
         for names, weights in self.groups:
             nodes += _weighted_order(names, weights, rng) if weights else names
+        return self._plan(nodes)
+
+    def _plan(self, nodes: Sequence[str]) -> Plan:
         return Plan(
             nodes=tuple(nodes),
             hedge_delays=tuple(map(self.delays.__getitem__, nodes)),
             race=self.race,
             rejected=self.rejected,
         )
+
+    def with_plans(self) -> Ranking:
+        """This ranking with :attr:`plans` worked out, when there are at most
+        ``_FEW_PLANS`` of them (the chance of an order is the product, step by step, of
+        each next node's weight over the weights left)."""
+        choices: list[list[tuple[float, tuple[str, ...]]]] = []
+        count = 1
+        for names, weights in self.groups:
+            if not weights:
+                choices.append([(1.0, names)])
+                continue
+            if len(names) > _FEW_PLANS:
+                return self
+            count *= math.factorial(len(names))
+            if count > _FEW_PLANS:
+                return self
+            choices.append([_chance(names, weights, order) for order in permutations(names)])
+        chances: list[float] = []
+        plans: list[Plan] = []
+        total = 0.0
+        for combination in product(*choices):
+            chance = math.prod(c for c, _ in combination)
+            total += chance
+            chances.append(total)
+            plans.append(self._plan([n for _, order in combination for n in order]))
+        return replace(self, plans=(tuple(chances), tuple(plans)))
+
+
+_FEW_PLANS = 6
+
+
+def _chance(
+    names: Sequence[str], weights: Sequence[float], order: Sequence[str]
+) -> tuple[float, tuple[str, ...]]:
+    weight = dict(zip(names, weights, strict=True))
+    left = sum(weights)
+    chance = 1.0
+    for name in order[:-1]:
+        chance *= weight[name] / left if left > 0 else 0.0
+        left -= weight[name]
+    return chance, tuple(order)
 
 
 def plan(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from clusterdb.description import ROLES, STATES, ClusterDescription, NodeDescription, WantedRole
 from clusterdb.latency import LatencyEstimate
 from clusterdb.policies import HedgePolicy, SelectionPolicy
-from clusterdb.selection import WANTED_ROLES, Plan, plan
+from clusterdb.selection import WANTED_ROLES, Plan, plan, rank
 
 ALLOWED_ROLES = {
     "any": {"primary", "replica", "unknown"},
@@ -253,3 +254,40 @@ def test_defaults_send_90_percent_of_sequential_connects_to_the_fastest(seed: in
     keeps them (observe, then value_at)."""
     wins = _sequential_connects(seed)
     assert wins["plus0"] >= 180, wins
+
+
+def test_a_ranking_with_its_plans_worked_out_draws_orders_as_often_as_one_without() -> None:
+    desc = ClusterDescription(
+        "c",
+        tuple(
+            NodeDescription(name, state="up", latency=latency)
+            for name, latency in (("a", 0.0010), ("b", 0.0012), ("c", 0.0016), ("far", 0.05))
+        ),
+    )
+    plain = rank(desc)
+    worked = plain.with_plans()
+    assert worked.plans is not None and plain.plans is None
+    chances, plans = worked.plans
+    assert len(plans) == 6 and all(p.nodes[-1] == "far" for p in plans)  # 3! window orders
+    assert math.isclose(chances[-1], 1.0)
+    draws = 30000
+    seen = {"plain": Counter[tuple[str, ...]](), "worked": Counter[tuple[str, ...]]()}
+    rng = random.Random(7)
+    for _ in range(draws):
+        seen["plain"][plain.draw(rng).nodes] += 1
+        seen["worked"][worked.draw(rng).nodes] += 1
+    assert set(seen["plain"]) == set(seen["worked"]) == {p.nodes for p in plans}
+    previous = 0.0
+    for chance, p in zip(chances, plans, strict=True):
+        expected = (chance - previous) * draws
+        previous = chance
+        for kind in ("plain", "worked"):  # within 5 standard deviations of the exact chance
+            assert abs(seen[kind][p.nodes] - expected) < 5 * math.sqrt(expected) + 1, (kind, p)
+        assert p.hedge_delays == tuple(plain.delays[n] for n in p.nodes)
+
+
+def test_a_large_window_keeps_the_step_by_step_draw() -> None:
+    desc = ClusterDescription(
+        "c", tuple(NodeDescription(f"n{i}", state="up", latency=0.001) for i in range(40))
+    )
+    assert rank(desc).with_plans().plans is None
