@@ -187,8 +187,20 @@ def node_connects(name: str) -> dict[str, int]:
 
 
 def warm(name: str, count: int, after: Callable[[Any], None] | None = None) -> None:
-    """``count`` untimed clusterdb connects, so that clusterdb has learned the latencies."""
-    for _ in range(count):
+    """``count`` untimed clusterdb connects, so that clusterdb has learned the latencies, and
+    more (up to ``10 * count``) while a node is still on trial (a new estimate's few connects,
+    see ``SelectionPolicy``): those belong to the learning, not to the steady state."""
+    from clusterdb import registry
+
+    cluster = registry.get(name)
+    policy = cluster.options.selection
+
+    def on_trial() -> bool:
+        return any(n.state == "up" and policy.on_trial(n) for n in cluster.describe().nodes)
+
+    for done in range(10 * count):
+        if done >= count and not on_trial():
+            return
         conn = clusterdb.connect(name)
         if after is not None:
             after(conn)

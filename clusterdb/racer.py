@@ -112,9 +112,11 @@ def connect(cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any]) -> 
             node = chosen.nodes[0]
             began = monotonic()
             conn = _begin_here(cluster, start, node, timeout, min(chosen.hedge_delays[0], timeout))
-            if not (isinstance(conn, Exception | Pending) or detect(node)):
-                cluster.record_success(node, monotonic() - began, None, False, returned=True)
-                return conn
+            if not isinstance(conn, Exception | Pending):
+                done, role = _settled_here(cluster, node, conn, wanted, detect)
+                if done:
+                    cluster.record_success(node, monotonic() - began, role, False, returned=True)
+                    return conn
             begun = (conn, began)
         conn = race(
             cluster,
@@ -132,6 +134,30 @@ def connect(cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any]) -> 
         raise
     cluster.record_outcome(True)
     return conn
+
+
+def _settled_here(
+    cluster: Cluster, node: str, conn: Any, wanted: WantedRole, detect: Callable[[str], bool]
+) -> tuple[bool, Role | None]:
+    """Whether the first attempt's connection wins outright, and the role read on it: its
+    node's role is known, or read with no round trip (psycopg) and fits ``wanted``. Anything
+    else (a role to query, a wrong role, a prefer-replica primary) is the race's to handle."""
+    if not detect(node):
+        return True, None
+    adapter = cluster.adapter
+    if not adapter.role_is_free:
+        return False, None
+    try:
+        role = adapter.detect_role(conn)
+    except Exception:
+        return False, None  # the race reads it again and counts the failure
+    except BaseException:  # interrupted: not the node's failure
+        adapter.close_quietly(conn)
+        cluster.attempt_abandoned(node)
+        raise
+    if not _fits(wanted, role) or (wanted == "prefer-replica" and role == "primary"):
+        return False, None
+    return True, role
 
 
 def _begin_here(

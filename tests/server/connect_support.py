@@ -51,19 +51,26 @@ def settled(name: str, timeout: float = 20.0) -> ClusterStats:
     return clusterdb.stats.snapshot(name)
 
 
-def warm_up_until_first(name: str, first: str, connects: int = 40) -> None:
+def warm_up_until_first(name: str, first: str, connects: int = 100) -> None:
     """Connect until ``first`` is ranked alone ahead of every other node of ``name``.
 
     Selection spreads connects among nodes within a latency window of the fastest; a node
-    estimated over twice as slow is outside it, so the next plan starts with ``first``.
+    estimated over twice as slow is outside it, so the next plan starts with ``first``, once
+    the node is off trial (it has had the few connects a new estimate gets).
     """
     from clusterdb import registry
 
+    cluster = registry.get(name)
+    trial = cluster.options.selection.trial_samples
+
     def alone_ahead() -> bool:
-        desc = registry.get(name).describe()
+        desc = cluster.describe()
         lead = desc.node(first).latency
-        others = [n.latency for n in desc.nodes if n.name != first]
-        return lead is not None and all(o is not None and o > 2 * lead + 0.002 for o in others)
+        others = [n for n in desc.nodes if n.name != first]
+        return lead is not None and all(
+            n.latency is not None and n.latency > 2 * lead + 0.002 and (n.samples or 0) >= trial
+            for n in others
+        )
 
     for _ in range(connects):
         clusterdb.connect(name).close()

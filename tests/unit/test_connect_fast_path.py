@@ -62,10 +62,27 @@ class InlineSqlite(GenericAdapter):
         return None
 
 
-def make_cluster(tmp_path: Path, *, known: bool = True) -> tuple[Cluster, InlineSqlite]:
+class FreeRoleSqlite(InlineSqlite):
+    """As psycopg: the role is read on every connect, with no round trip."""
+
+    role_is_free = True
+
+    def __init__(self, roles: dict[str, Any]) -> None:
+        super().__init__()
+        self.roles = roles
+
+    def detect_role(self, conn: Any) -> Any:
+        name = Path(conn.execute("PRAGMA database_list").fetchone()[2]).stem
+        self.detected.append(name)
+        return self.roles[name]
+
+
+def make_cluster(
+    tmp_path: Path, *, known: bool = True, adapter: InlineSqlite | None = None
+) -> tuple[Cluster, InlineSqlite]:
     specs = [{"name": n, "dsn": str(tmp_path / f"{n}.db")} for n in NODES]
     config = cluster_from_kwargs("fast", sqlite3, specs, {"monitor": False})
-    adapter = InlineSqlite()
+    adapter = adapter or InlineSqlite()
     cluster = Cluster(config, adapter)
     # What earlier connects and probes would have taught it: "a" fastest, every role known.
     for name, seconds in zip(NODES, (0.001, 0.02, 0.05), strict=True):
@@ -150,4 +167,29 @@ def test_an_interrupt_in_the_first_attempt_propagates_and_leaves_nothing_pending
     assert (snap.connects, snap.failures) == (0, 1)
     nodes = {n.name: n for n in snap.nodes}
     assert nodes["a"].connect_errors == 0 and nodes["a"].state == "up"  # not its failure
+    assert all(n.pending == 0 for n in snap.nodes)
+
+
+def test_a_role_read_for_free_that_fits_wins_outright(tmp_path: Path) -> None:
+    adapter = FreeRoleSqlite({"a": "replica", "b": "replica", "c": "primary"})
+    cluster, _ = make_cluster(tmp_path, adapter=adapter)
+    before = threading.active_count()
+    racer.connect(cluster, "any", {}).close()
+    assert adapter.detected == ["a"] and threading.active_count() == before
+    nodes = {n.name: n for n in cluster.stats_snapshot().nodes}
+    assert nodes["a"].role == "replica"  # learned from this connect (it was "primary")
+    assert (nodes["a"].connects, nodes["a"].discarded, nodes["a"].pending) == (1, 0, 0)
+
+
+def test_a_role_read_for_free_that_does_not_fit_goes_to_the_race(tmp_path: Path) -> None:
+    adapter = FreeRoleSqlite({"a": "replica", "b": "primary", "c": "primary"})
+    cluster, _ = make_cluster(tmp_path, adapter=adapter)
+    conn = racer.connect(cluster, "primary", {})
+    conn.close()
+    assert workers.wait_all(10)
+    snap = cluster.stats_snapshot()
+    nodes = {n.name: n for n in snap.nodes}
+    assert (nodes["a"].connects, nodes["a"].discarded) == (1, 1)  # a replica: closed unused
+    assert nodes["a"].role == "replica"
+    assert sum(n.connects - n.discarded for n in snap.nodes) == 1 and snap.connects == 1
     assert all(n.pending == 0 for n in snap.nodes)
