@@ -186,10 +186,11 @@ def node_connects(name: str) -> dict[str, int]:
     return {n.name: n.connects for n in clusterdb.stats.snapshot(name).nodes}
 
 
-def warm(name: str, count: int, after: Callable[[Any], None] | None = None) -> None:
+def warm(name: str, count: int, after: Callable[[Any], None] | None = None) -> int:
     """``count`` untimed clusterdb connects, so that clusterdb has learned the latencies, and
-    more (up to ``10 * count``) while a node is still on trial (a new estimate's few connects,
-    see ``SelectionPolicy``): those belong to the learning, not to the steady state."""
+    more (up to ``10 * count``) while a node is still on trial (it has an estimate and has
+    served no connection yet, see ``SelectionPolicy``): a trial belongs to the learning, not to
+    the steady state. Returns how many connects it made."""
     from clusterdb import registry
 
     cluster = registry.get(name)
@@ -199,9 +200,12 @@ def warm(name: str, count: int, after: Callable[[Any], None] | None = None) -> N
         return any(n.state == "up" and policy.on_trial(n) for n in cluster.describe().nodes)
 
     for done in range(10 * count):
-        if done >= count and not on_trial():
-            return
+        if done >= count:
+            settle(name)  # a race's late losers bring their estimates, and trials, with them
+            if not on_trial():
+                return done
         conn = clusterdb.connect(name)
         if after is not None:
             after(conn)
         conn.close()
+    return 10 * count

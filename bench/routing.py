@@ -53,7 +53,7 @@ def run_routing(ctx: Ctx, driver: str, seed: int = 20240501) -> ScenarioResult:
         for node, delay in zip(nodes, DELAYS, strict=True):
             node.proxy.set_delay(delay)
         with ctx.registered_as(name, driver, via_proxy=True, settings=settings):
-            warm(name, c.r_warmup, after=peers.select_one)
+            warmed = warm(name, c.r_warmup, after=peers.select_one)
             settle(name)
             before = node_connects(name)
             contenders: dict[str, Callable[[], Any]] = {
@@ -80,7 +80,7 @@ def run_routing(ctx: Ctx, driver: str, seed: int = 20240501) -> ScenarioResult:
         + ", ".join(f"{n.name} +{d * 1e3:g} ms" for n, d in zip(nodes, DELAYS, strict=True))
         + " per chunk and direction; clusterdb's server connections in the timed part: "
         + ", ".join(f"{n} {k}" for n, k in used.items())
-        + f" ({share:.0%} on the fastest, {fastest.name}); warm-up {c.r_warmup} sessions"
+        + f" ({share:.0%} on the fastest, {fastest.name}); warm-up {warmed} sessions"
     )
     r = ratio(mean(samples["clusterdb"]), oracle)
     result.goal(f"routing, mean session clusterdb / oracle ({driver})", r, GOAL, "<=")

@@ -80,6 +80,7 @@ class _Node:
         "replication_stopped",
         "role",
         "rtt",
+        "served",
         "state",
         "state_changes",
         "target",
@@ -97,6 +98,7 @@ class _Node:
         self.replication_stopped = False
         self.drained = False
         self.pending = 0
+        self.served = 0  # connections returned by connect(): a trial's end (not a counter)
         self.ranked: float | None = None  # the latency the cluster's rankings were made with
         self.down_since: float | None = None  # monotonic, for selection
         self.down_since_epoch: float | None = None  # wall clock, for stats
@@ -129,6 +131,7 @@ class _Node:
             self.drained,
             self.pending,
             self.down_since,
+            self.served,
         )
         if now < self.described_until and key == self.described_key:
             return self.described
@@ -144,7 +147,7 @@ class _Node:
             state=self.state,
             role=self.role,
             latency=self.latency.value_at(now),
-            samples=self.latency.samples,
+            served=self.served,
             lag=self.lag,
             replication_stopped=self.replication_stopped,
             drained=self.drained,
@@ -203,6 +206,7 @@ class Cluster:
         # every change that can alter one ends, and while no attempt is pending anywhere.
         self._epoch = 0
         self._in_flight = 0
+        self._trial_serves = config.options.selection.trial_serves
         self._rankings: dict[WantedRole, tuple[int, float, Ranking, ClusterDescription]] = {}
 
     def _connect_args(self, index: int, entry: NodeEntry) -> ConnectArgs:
@@ -297,16 +301,10 @@ class Cluster:
 
     def _observe(self, n: _Node, latency: float, now: float) -> None:
         """A connect to ``n`` took ``latency`` s: update its estimate, and end the rankings'
-        epoch when the estimate moved too far from the one they were made with, or the node
-        may have come off trial (see :class:`~clusterdb.policies.SelectionPolicy`)."""
+        epoch when the estimate moved too far from the one they were made with."""
         estimate = n.latency = n.latency.observe(latency, now)
         ranked, value = n.ranked, estimate.value_at(now)
-        if (
-            ranked is None
-            or value is None
-            or abs(value - ranked) > _DRIFT * ranked
-            or estimate.samples <= self.config.options.selection.trial_samples
-        ):
+        if ranked is None or value is None or abs(value - ranked) > _DRIFT * ranked:
             self._epoch += 1
 
     def attempt_started(self, node: str) -> None:
@@ -344,6 +342,9 @@ class Cluster:
             n.connects += 1
             if discarded:
                 n.discarded += 1
+            elif n.served < self._trial_serves:
+                n.served += 1
+                self._epoch += 1  # it may have come off trial (see SelectionPolicy)
             n.last_success_at = wall
             self._observe(n, latency, now)
             # Calls skipped when nothing changes: this runs on every connect.

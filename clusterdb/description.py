@@ -44,8 +44,9 @@ class NodeDescription:
     role: Role = "unknown"
     latency: float | None = None
     """Connect latency estimate in seconds (Peak EWMA), None before the first sample."""
-    samples: int | None = None
-    """Connect times behind :attr:`latency`; None when not counted (taken as enough)."""
+    served: int | None = None
+    """Connections to this node that connect() has returned, counted as far as trials need
+    (see :class:`~clusterdb.policies.SelectionPolicy`); None when not counted."""
     lag: float | None = None
     """Replication lag in seconds (replicas), None when unknown."""
     replication_stopped: bool = False

@@ -133,20 +133,22 @@ class SelectionPolicy:
     the fastest (lowest run of 100: 92 %); over three equal nodes the busiest took ~45 % on
     average (33 % would be an even split: the estimates' noise makes the share uneven).
 
-    Trials: a node whose estimate rests on fewer than ``trial_samples`` connect times joins the
-    window whatever its cost, with weight ``trial_weight``, until it has them. Its one sample
-    is often the first connect's race, where the attempts that lost waited for the GIL while
-    the winner's thread ran on: measured, 6.4 ms against 0.12 ms for an equal node, which then
-    stayed out of the window for the ~40 s its estimate took to decay. With trials it gets one
-    more connect (by default) and is judged on it; a node that is really slower costs that
-    one connect, once. The weight sets how soon, not how many: 0.25 makes a trial likely
-    within a dozen connects, and keeps a burst of concurrent first connects mostly elsewhere.
+    Trials: a node with an estimate that has served fewer than ``trial_serves`` connections
+    (returned by connect()) joins the window whatever its cost, with weight ``trial_weight``,
+    until it has. Its estimate then rests only on attempts measured on worker threads: a race
+    it lost or the monitor's probes, both of which wait for the GIL while the caller's thread
+    runs on (measured: 3-6 ms against 0.12 ms for an equal node, which then stayed out of the
+    window for the ~40 s its estimate took to decay). With a trial it serves one connection,
+    measured where connections are made, and is judged on that; a node that is really slower
+    costs that one connect, once. The weight sets how soon, not how many: 0.25 makes a trial
+    likely within a dozen connects, and keeps a burst of concurrent first connects mostly
+    elsewhere.
     """
 
     window_ms: float = 1.0
     window_ratio: float = 0.5
     weight_exponent: float = 2.0
-    trial_samples: int = 2
+    trial_serves: int = 1
     trial_weight: float = 0.25
 
     def __post_init__(self) -> None:
@@ -154,15 +156,13 @@ class SelectionPolicy:
         _finite(self.window_ratio, "latency window_ratio")
         _finite(self.weight_exponent, "weight_exponent")
         _finite(self.trial_weight, "trial_weight")
-        if self.trial_samples < 0 or isinstance(self.trial_samples, bool):
-            raise ValueError(f"trial_samples must be an integer >= 0, got {self.trial_samples!r}")
+        if self.trial_serves < 0 or isinstance(self.trial_serves, bool):
+            raise ValueError(f"trial_serves must be an integer >= 0, got {self.trial_serves!r}")
 
     def on_trial(self, node: NodeDescription) -> bool:
-        """True when ``node`` has an estimate resting on fewer than ``trial_samples`` samples."""
+        """True when ``node`` has an estimate and has served fewer than ``trial_serves``."""
         return (
-            node.latency is not None
-            and node.samples is not None
-            and node.samples < self.trial_samples
+            node.latency is not None and node.served is not None and node.served < self.trial_serves
         )
 
     def cost(self, node: NodeDescription) -> float | None:

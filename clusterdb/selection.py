@@ -13,7 +13,7 @@ scenario tables with no server.
    ``primary``: primaries, then unknown; ``replica``: replicas, then unknown;
    ``prefer-replica``: replicas, unknown, then primaries; ``any``: one tier.
 4. **Within a tier:** ``up`` nodes with a latency estimate: those inside the latency window
-   of the cheapest, and those on trial (too few samples yet), in a weighted random order
+   of the cheapest, and those on trial (no connection served yet), in a weighted random order
    (:class:`~clusterdb.policies.SelectionPolicy`), the others by increasing cost; then ``up``
    nodes without an estimate and ``unknown`` nodes, in registration order.
 5. **Race or hedge.** When no node of the plan has a latency estimate nothing tells the nodes

@@ -61,14 +61,14 @@ def warm_up_until_first(name: str, first: str, connects: int = 100) -> None:
     from clusterdb import registry
 
     cluster = registry.get(name)
-    trial = cluster.options.selection.trial_samples
+    policy = cluster.options.selection
 
     def alone_ahead() -> bool:
         desc = cluster.describe()
         lead = desc.node(first).latency
         others = [n for n in desc.nodes if n.name != first]
         return lead is not None and all(
-            n.latency is not None and n.latency > 2 * lead + 0.002 and (n.samples or 0) >= trial
+            n.latency is not None and n.latency > 2 * lead + 0.002 and not policy.on_trial(n)
             for n in others
         )
 

@@ -92,11 +92,11 @@ def test_describe_always_matches_a_fresh_description(ops: list[tuple[object, ...
                 fresh.lag,
                 fresh.replication_stopped,
             )
-            assert (got.drained, got.pending, got.down_since, got.samples) == (
+            assert (got.drained, got.pending, got.down_since, got.served) == (
                 fresh.drained,
                 fresh.pending,
                 fresh.down_since,
-                fresh.samples,
+                fresh.served,
             )
             if fresh.latency is None:
                 assert got.latency is None
@@ -125,7 +125,7 @@ WANTED = ("any", "primary", "replica", "prefer-replica")
 @given(st.lists(operation, max_size=30))
 def test_a_kept_ranking_rests_on_what_is_true_now(ops: list[tuple[object, ...]]) -> None:
     cluster = make_cluster()
-    trial = SelectionPolicy().trial_samples
+    policy = SelectionPolicy()
     for op in ops:
         apply(cluster, op)
         for wanted in WANTED:
@@ -143,7 +143,7 @@ def test_a_kept_ranking_rests_on_what_is_true_now(ops: list[tuple[object, ...]])
                     now_is.replication_stopped,
                 )
                 assert (got.drained, got.pending) == (now_is.drained, now_is.pending)
-                assert ((got.samples or 0) < trial) == ((now_is.samples or 0) < trial)
+                assert policy.on_trial(got) == policy.on_trial(now_is)
                 if now_is.latency is None:
                     assert got.latency is None
                 else:

@@ -127,14 +127,15 @@ def test_default_window_excludes_a_node_three_round_trips_of_3ms_further() -> No
     assert sel.limit(0.007) >= 0.007 * 1.4  # but holds a node whose estimate is at a peak
 
 
-def test_selection_trial_is_for_estimates_on_too_few_samples() -> None:
-    policy = SelectionPolicy(trial_samples=2)
-    assert policy.on_trial(NodeDescription("a", latency=0.01, samples=1))
-    assert not policy.on_trial(NodeDescription("a", latency=0.01, samples=2))
+def test_selection_trial_is_for_estimates_of_nodes_that_served_too_few() -> None:
+    policy = SelectionPolicy(trial_serves=2)
+    assert policy.on_trial(NodeDescription("a", latency=0.01, served=1))
+    assert not policy.on_trial(NodeDescription("a", latency=0.01, served=2))
     assert not policy.on_trial(NodeDescription("a", latency=0.01))  # not counted: enough
+    assert not policy.on_trial(NodeDescription("a", served=0))  # no estimate to try out
 
 
-@pytest.mark.parametrize("kwargs", [{"trial_samples": -1}, {"trial_weight": -0.1}])
+@pytest.mark.parametrize("kwargs", [{"trial_serves": -1}, {"trial_weight": -0.1}])
 def test_selection_rejects_bad_trial_settings(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="trial"):
         SelectionPolicy(**kwargs)  # type: ignore[arg-type]
