@@ -53,8 +53,8 @@ class Counts:
 
 FULL = Counts(
     q_block=500,
-    q_rounds=120,
-    q_conns=4,
+    q_rounds=160,
+    q_conns=8,
     c_warmup=30,
     c_rounds=300,
     c_best=10,
