@@ -206,7 +206,7 @@ def rank(
     nodes = [n for names, _ in groups for n in names]
     return Ranking(
         groups=tuple((tuple([n.name for n in names]), weights) for names, weights in groups),
-        delays={n.name: 0.0 if race else hedge.delay(n) for n in nodes},
+        delays=MappingProxyType({n.name: 0.0 if race else hedge.delay(n) for n in nodes}),
         race=race and bool(nodes),
         rejected=MappingProxyType(rejected),
     )
