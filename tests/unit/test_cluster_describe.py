@@ -180,3 +180,22 @@ def test_begin_keeps_its_ranking_until_something_changes() -> None:
     assert ranking() is kept
     cluster.drain("c")
     assert ranking() is not kept
+
+
+def test_a_probe_can_lower_a_latency_estimate_but_never_raise_it() -> None:
+    cluster = make_cluster()
+
+    def latency(node: str) -> float:
+        value = cluster.describe().node(node).latency
+        assert value is not None
+        return value
+
+    cluster.record_probe("a", True, latency=0.004)  # nothing known: the probe sets it
+    assert math.isclose(latency("a"), 0.004, rel_tol=0.01)
+    cluster.record_probe("a", True, latency=0.040)  # a worker thread's time: an upper bound
+    assert math.isclose(latency("a"), 0.004, rel_tol=0.01)
+    cluster.record_probe("a", True, latency=0.001)
+    assert latency("a") < 0.003
+    cluster.attempt_started("a")
+    cluster.record_success("a", 0.040, None, discarded=False)  # a connect's time counts fully
+    assert latency("a") > 0.005
