@@ -130,3 +130,16 @@ def test_a_node_named_by_hostname_is_started_on_a_worker_without_a_lookup_here(
     monkeypatch.setattr(socket, "getaddrinfo", no_lookup)
     begun = adapter.start(target, {}, 5.0, 0.5)
     assert isinstance(begun, Pending)
+
+
+def test_a_psycopg_node_named_with_a_hostaddr_starts_in_the_calling_thread() -> None:
+    """libpq connects to ``hostaddr`` and keeps the name for TLS and .pgpass: no lookup, so
+    the attempt begins right here (a closed port refuses at once, raised here, not Pending)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens there once closed
+    adapter = get_adapter("psycopg")
+    node = NodeEntry(name="n", host="db.invalid", port=port, params={"hostaddr": "127.0.0.1"})
+    target = adapter.connect_args(node, {"user": "app"})
+    with pytest.raises(psycopg.OperationalError, match=r"refused|127\.0\.0\.1"):
+        adapter.start(target, {}, 5.0, 0.5)
