@@ -13,7 +13,8 @@ hedged as usual. psycopg pauses anywhere in its connect (it is a generator); PyM
 after the TCP connect, so there the hedge waits for the server's greeting, not the whole
 handshake. When that first attempt connects to a node whose role is known (or need not be),
 nothing else has started: it wins outright, and :func:`connect` returns it with no race
-object, queue or thread at all (measured: ~20 µs less per PyMySQL connect). Nodes given
+object, queue or thread at all (``bench/breakdown.py``: the stages after PyMySQL's
+handshake went from ~31 to ~11 µs, cheaper stats included). Nodes given
 by hostname run on a worker from the start: a resolver lookup cannot be paused.
 
 Rules that keep stats exact and leak nothing, whatever the timing:
@@ -126,7 +127,6 @@ def connect(cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any]) -> 
             wanted=wanted,
             detect=detect,
             redactor=cluster.redactor_for(overrides),
-            start=start,
             begun=begun,
         )
     except BaseException:
@@ -210,8 +210,12 @@ def race(
     from then.
     """
     redactor = redactor or cluster.redactor
+    if begun is None and start is not None and not plan.race:
+        began = monotonic()
+        patience = min(plan.hedge_delays[0], timeout)
+        begun = (_begin_here(cluster, start, plan.nodes[0], timeout, patience), began)
     began = monotonic() if begun is None else begun[1]
-    return _Race(cluster, attempt, timeout, wanted, detect, redactor, start, began).run(plan, begun)
+    return _Race(cluster, attempt, timeout, wanted, detect, redactor, began).run(plan, begun)
 
 
 class _Race:
@@ -227,7 +231,6 @@ class _Race:
         "redactor",
         "results",
         "settled",
-        "start",
         "timeout",
         "wanted",
     )
@@ -240,12 +243,10 @@ class _Race:
         wanted: WantedRole,
         detect: Callable[[str], bool],
         redactor: Redactor,
-        start: Start | None,
         began: float,
     ) -> None:
         self.cluster = cluster
         self.attempt = attempt
-        self.start = start
         self.timeout = timeout
         self.deadline = began + timeout
         self.wanted = wanted
@@ -293,17 +294,10 @@ class _Race:
         if begun is not None:
             last_start = begun[1]
             self._carry_on(nodes[0], *begun)
-        elif plan.race or self.start is None:
+        else:
             for index in range(started):
                 self._launch(index, nodes[index], partial(self.attempt, nodes[index]))
             last_start = monotonic()
-        else:
-            patience = min(delays[0], self.deadline - last_start)
-            begun_at = monotonic()
-            outcome = _begin_here(
-                self.cluster, self.start, nodes[0], self.deadline - begun_at, patience
-            )
-            self._carry_on(nodes[0], outcome, begun_at)
         next_hedge = last_start + delays[0] if started < count else _NEVER
         use_fallback_at = _NEVER
         outstanding = started

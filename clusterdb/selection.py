@@ -267,15 +267,16 @@ def _order_tier(
     fastest = measured[0][0]
     limit = selection.limit(fastest)
     inside = sum(1 for c, _ in measured if c <= limit)
-    outside = measured[inside:]
-    trials = [n for _, n in outside if selection.on_trial(n)] if selection.trial_weight else []
+    trials: list[NodeDescription] = []
+    others: list[NodeDescription] = []
+    for _, n in measured[inside:]:
+        (trials if selection.trial_weight and selection.on_trial(n) else others).append(n)
     if inside == 1 and not trials:
         return [(tuple([n for _, n in measured]) + rest, ())]
     weights = [selection.weight(c, fastest) for c, _ in measured[:inside]]
     weights += [selection.trial_weight] * len(trials)
     window = tuple([n for _, n in measured[:inside]] + trials)
-    others = tuple([n for _, n in outside if n not in trials])
-    return [(window, tuple(weights)), (others + rest, ())]
+    return [(window, tuple(weights)), (tuple(others) + rest, ())]
 
 
 def _first(pair: tuple[float, NodeDescription]) -> float:
