@@ -1,11 +1,12 @@
 """Where clusterdb.connect()'s time goes, stage by stage, against the vendor connect.
 
 Usage: ``.venv/bin/python bench/breakdown.py [psycopg|pymysql] [--n 300] [--nodes 1]
-[--cpus-may-sleep]``. A cluster of ``--nodes`` nodes (direct ports) after a warm-up; each
-round connects the vendor driver to every node, then clusterdb once, as ``make bench`` does
-(so clusterdb's code runs with the caches the vendor's connects left). Timestamps come from
-wrapping the cluster's own steps, so the stages add up to the whole call:
+[--cpus-may-sleep] [--dump FILE]``. A cluster of ``--nodes`` nodes (direct ports) after a
+warm-up; each round connects the vendor driver to every node, then clusterdb once, as ``make
+bench`` does (so clusterdb's code runs with the caches the vendor's connects left). Timestamps
+come from wrapping the cluster's own steps, so the stages add up to the whole call:
 
+* ``enter``: from the call to the plan (the cluster's lookup, the racer's set-up);
 * ``plan``: ``Cluster.begin`` (a kept ranking and a random draw, or a new ranking);
 * ``to driver``: from the plan to the driver's connect starting;
 * ``driver connect``: the adapter's ``start`` (in the calling thread: TCP connect, wait for the
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -39,6 +41,7 @@ from bench.stats import median  # noqa: E402
 from clusterdb import registry  # noqa: E402
 
 STAGES = (
+    ("enter", "start", "begin_in"),
     ("plan", "begin_in", "begin_out"),
     ("to driver", "begin_out", "driver_in"),
     ("driver connect", "driver_in", "driver_out"),
@@ -61,7 +64,7 @@ def _wrap(obj: Any, attr: str, key: str, marks: dict[str, float]) -> None:
     setattr(obj, attr, wrapper)
 
 
-def breakdown(driver: str, n: int, nodes: int, cpus_sleep: bool) -> None:
+def breakdown(driver: str, n: int, nodes: int, cpus_sleep: bool, dump: Path | None) -> None:
     with IdleControl(not cpus_sleep) as idle, start_clusters([driver]) as host:
         cl = host.clusters[driver]
         settings = peers.driver_settings(driver)
@@ -93,7 +96,7 @@ def breakdown(driver: str, n: int, nodes: int, cpus_sleep: bool) -> None:
                 conn.close()
                 vendor[i].append(dt * 1e6)
             marks.clear()
-            t0 = time.perf_counter()
+            t0 = marks["start"] = time.perf_counter()
             conn = clusterdb.connect(name)
             marks["end"] = time.perf_counter()
             conn.close()
@@ -111,6 +114,8 @@ def breakdown(driver: str, n: int, nodes: int, cpus_sleep: bool) -> None:
     print(f"  {'clusterdb.connect() total':32s} {median(totals):8.1f}")
     for stage, _, _ in STAGES:
         print(f"    {stage:30s} {median([r[stage] for r in rows]):8.1f}")
+    if dump is not None:
+        dump.write_text(json.dumps({"rows": rows, "totals": totals, "vendor": vendor}))
 
 
 def main(argv: list[str]) -> int:
@@ -121,8 +126,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--n", type=int, default=300, help="rounds")
     p.add_argument("--nodes", type=int, default=1, choices=(1, 2, 3), help="cluster size")
     p.add_argument("--cpus-may-sleep", action="store_true", help="see bench/idle.py")
+    p.add_argument("--dump", type=Path, help="write every round's stage times here (JSON)")
     args = p.parse_args(argv)
-    breakdown(args.driver, args.n, args.nodes, args.cpus_may_sleep)
+    breakdown(args.driver, args.n, args.nodes, args.cpus_may_sleep, args.dump)
     return 0
 
 
