@@ -12,7 +12,8 @@ come from wrapping the cluster's own steps, so the stages add up to the whole ca
 * ``driver connect``: the adapter's ``start`` (in the calling thread: TCP connect, wait for the
   greeting, PyMySQL's handshake; psycopg's connect generator), or its ``connect`` on a worker;
 * ``after driver``: from the driver's return to the stats (role detection, the race if any);
-* ``record``: ``Cluster.record_success``;
+* ``record``: ``Cluster.record_returned`` (which queues the stats for the next attempt's
+  wait for its server, see there);
 * ``return``: from the stats to the caller (a hand-over from a worker when there was one).
 
 Rounds where clusterdb raced or hedged (a stage missing) are left out and counted.
@@ -87,7 +88,7 @@ def breakdown(driver: str, n: int, nodes: int, cpus_sleep: bool, dump: Path | No
         _wrap(cluster, "begin", "begin", marks)
         entry = "start" if cluster.adapter.starts_inline else "connect"
         _wrap(cluster.adapter, entry, "driver", marks)
-        _wrap(cluster, "record_success", "record", marks)
+        _wrap(cluster, "record_returned", "record", marks)
         rows: list[dict[str, float]] = []
         totals: list[float] = []
         for _ in range(n):

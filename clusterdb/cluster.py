@@ -2,8 +2,13 @@
 
 What changes on connect (counters, latency estimates, state, role) changes only under the
 cluster's lock, and only briefly: decisions are taken under it (describe, then plan), I/O and
-logging happen outside it. Timestamps are kept as epoch seconds and become aware UTC datetimes
-only in snapshots, so the connect path allocates no datetime.
+logging happen outside it. One exception keeps the lock off a plain connect's path: the
+bookkeeping of a connection that changes nothing but counters and an estimate is queued
+(:meth:`Cluster.record_returned`) and done under the lock by the next attempt while it waits
+for its server, or by whatever reads or changes the node first (:meth:`Cluster.fold`).
+
+Timestamps are kept as epoch seconds and become aware UTC datetimes only in snapshots, so the
+connect path allocates no datetime.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import math
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -53,7 +59,8 @@ def _ms(seconds: float | None) -> float | None:
 
 
 class _Node:
-    """One node's mutable state; touched only under the cluster's lock."""
+    """One node's mutable state; changed only under the cluster's lock (read outside it only
+    by :meth:`Cluster.record_returned`)."""
 
     __slots__ = (
         "address",
@@ -207,13 +214,18 @@ class Cluster:
         self._epoch = 0
         self._in_flight = 0
         self._trial_serves = config.options.selection.trial_serves
-        # An estimate that moves less than this cannot change which nodes share connections
-        # (the window's absolute part is ten times wider), only their weights, which then
-        # wait for the next ranking (<= 1 s). Local nodes' connect times (0.1-0.3 ms) wander
-        # by more than 10 % from one connect to the next: measured, half of all connects
-        # re-ranked, at ~50 us each in place, with 10 % alone.
-        self._drift_floor = _DRIFT * config.options.selection.window_ms / _MS
+        # Re-ranking on a move smaller than this chases noise: local nodes' connect times
+        # wander by more than 10 % from one connect to the next (measured on loopback
+        # MariaDB: 0.13-0.3 ms p10-p90 with CPUs held polling, 0.33-0.7 ms with idle CPUs
+        # allowed to sleep). With 10 % alone, a half and a quarter of all connects re-ranked,
+        # at 50-150 us each in place; with this floor, 1-7 %. A quarter of the window's
+        # absolute part (0.25 ms by default): such a move mostly changes only weights, and
+        # those for at most a second (the ranking's life).
+        self._drift_floor = config.options.selection.window_ms / 4 / _MS
         self._rankings: dict[WantedRole, tuple[int, float, Ranking, ClusterDescription]] = {}
+        # (node, latency, monotonic, wall) of connections returned whose bookkeeping waits
+        # for fold(); each is also still counted in _in_flight and its node's pending.
+        self._outbox: deque[tuple[_Node, float, float, float]] = deque()
 
     def _connect_args(self, index: int, entry: NodeEntry) -> ConnectArgs:
         try:
@@ -254,6 +266,7 @@ class Cluster:
     def describe(self) -> ClusterDescription:
         """What is known about every node now (an immutable value)."""
         with self._lock:
+            self._fold()
             return self._describe(time.monotonic())
 
     def _describe(self, now: float) -> ClusterDescription:
@@ -265,9 +278,11 @@ class Cluster:
         The ranking under the plan is kept and drawn from again by later connects while
         nothing it depends on changes: state, role, lag, drain, a hedge, an attempt pending,
         or a node's latency estimate moving more than 10 % from the one ranked by (and more
-        than a tenth of the latency window's absolute part, 0.1 ms by default); and for at
+        than a quarter of the latency window's absolute part, 0.25 ms by default); and for at
         most 1 s (every estimate decays at the same rate, < 10 % in that time). Ranking
-        is most of what planning costs, and a healthy cluster's ranking rarely changes.
+        is most of what planning costs, and a healthy cluster's ranking rarely changes. A
+        kept ranking does not wait for queued bookkeeping (:meth:`record_returned`): the
+        latest connect's estimate reaches selection one connect later.
         """
         with self._lock:
             now = time.monotonic()
@@ -276,10 +291,11 @@ class Cluster:
                 kept is not None
                 and kept[0] == self._epoch
                 and now < kept[1]
-                and not self._in_flight
+                and self._in_flight == len(self._outbox)  # none but returned ones
             ):
                 _, _, ranking, desc = kept
             else:
+                self._fold()
                 desc, ranking = self._rank(wanted, now)
             chosen = ranking.draw(self._rng)
             first = chosen.nodes if chosen.race else chosen.nodes[:1]
@@ -345,6 +361,7 @@ class Cluster:
         ``returned``: its connect() returns it (:meth:`record_outcome` in the same breath)."""
         now, wall = time.monotonic(), time.time()
         with self._lock:
+            self._fold()
             if returned:
                 self._connects += 1
             n = self._nodes[node]
@@ -374,6 +391,42 @@ class Cluster:
         if role_change is not None:
             self._log_role_change(role_change)
 
+    def record_returned(self, node: str, latency: float, role: Role | None) -> None:
+        """As :meth:`record_success` with ``returned=True``, for the connection that the
+        first attempt of a connect() made in the calling thread: when it changes nothing but
+        counters and the latency estimate (the node up, off trial, its role as known), the
+        bookkeeping is queued, with no lock, for :meth:`fold`.
+
+        The node is read without the lock: a change that lands between that read and the
+        queueing is taken as having come after this connect.
+        """
+        n = self._nodes[node]
+        if n.state != "up" or n.served < self._trial_serves or (role and role != n.role):
+            self.record_success(node, latency, role, False, returned=True)
+            return
+        self._outbox.append((n, latency, time.monotonic(), time.time()))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("cluster %r: node %s connected in %.1f ms", self.name, node, latency * _MS)
+
+    def fold(self) -> None:
+        """Do the bookkeeping :meth:`record_returned` queued. A connect's first attempt calls
+        this while it waits for its server; everything that reads or changes the nodes under
+        the lock does it first, so no reader ever sees a connect half-counted."""
+        if self._outbox:
+            with self._lock:
+                self._fold()
+
+    def _fold(self) -> None:
+        outbox = self._outbox
+        while outbox:
+            n, latency, now, wall = outbox.popleft()
+            self._connects += 1
+            n.pending -= 1
+            self._in_flight -= 1
+            n.connects += 1
+            n.last_success_at = wall
+            self._observe(n, latency, now)
+
     def record_discarded(self, node: str) -> None:
         """A connection to ``node``, recorded as a success, was closed unused after all (a
         primary held aside for ``prefer-replica`` while a replica answered)."""
@@ -386,6 +439,7 @@ class Cluster:
             line = self.redactor.one_line(exc)
         now, wall = time.monotonic(), time.time()
         with self._lock:
+            self._fold()
             n = self._nodes[node]
             n.pending -= 1
             self._in_flight -= 1
@@ -402,6 +456,7 @@ class Cluster:
         """``node`` has not answered after ``elapsed`` s: rank it down now, not at its timeout."""
         now = time.monotonic()
         with self._lock:
+            self._fold()
             n = self._nodes[node]
             n.latency = n.latency.observe_lower_bound(elapsed, now)
             self._epoch += 1
@@ -425,6 +480,7 @@ class Cluster:
         line = None if ok or exc is None else self.redactor.one_line(exc)
         now, wall = time.monotonic(), time.time()
         with self._lock:
+            self._fold()
             n = self._nodes[node]
             n.probes += 1
             if ok:
@@ -552,6 +608,7 @@ class Cluster:
         """Every node's counters and estimates, taken at one moment."""
         now = time.monotonic()
         with self._lock:
+            self._fold()
             nodes = tuple(n.snapshot(now) for n in self._nodes.values())
             connects, failures = self._connects, self._failures
         return ClusterStats(
@@ -566,6 +623,7 @@ class Cluster:
     def reset_stats(self) -> None:
         """Zero counters and timestamps; keep estimates, state, role and pending attempts."""
         with self._lock:
+            self._fold()  # connects made before the reset are not counted after it
             for n in self._nodes.values():
                 n.reset_counters()
             self._connects = self._failures = 0
@@ -595,6 +653,7 @@ class Cluster:
         """In a forked child: the parent's attempt threads and lock holders do not exist."""
         self._lock = threading.Lock()
         self._rng = random.Random()
+        self._fold()  # the parent's returned connections, counted as the parent counted them
         self._in_flight = 0
         for n in self._nodes.values():
             n.pending = 0

@@ -14,8 +14,10 @@ after the TCP connect, so there the hedge waits for the server's greeting, not t
 handshake. When that first attempt connects to a node whose role is known (or need not be),
 nothing else has started: it wins outright, and :func:`connect` returns it with no race
 object, queue or thread at all (``bench/breakdown.py``: the stages after PyMySQL's
-handshake went from ~31 to ~11 µs, cheaper stats included). Nodes given
-by hostname run on a worker from the start: a resolver lookup cannot be paused.
+handshake went from ~31 to ~11 µs, cheaper stats included), and its stats are queued
+(:meth:`Cluster.record_returned`) for the next attempt to record while it waits for its
+server. Nodes given by hostname run on a worker from the start: a resolver lookup cannot be
+paused.
 
 Rules that keep stats exact and leak nothing, whatever the timing:
 
@@ -98,7 +100,10 @@ def connect(cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any]) -> 
     if adapter.starts_inline:
 
         def start(node: str, remaining: float, patience: float) -> Any:
-            return adapter.start(cluster.target(node), overrides, remaining, patience)
+            # While the server prepares its answer, the bookkeeping of earlier connects.
+            return adapter.start(
+                cluster.target(node), overrides, remaining, patience, idle=cluster.fold
+            )
 
     if adapter.role_is_free or wanted != "any":
         detect: Callable[[str], bool] = _always
@@ -116,7 +121,7 @@ def connect(cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any]) -> 
             if not isinstance(conn, Exception | Pending):
                 done, role = _settled_here(cluster, node, conn, wanted, detect)
                 if done:
-                    cluster.record_success(node, monotonic() - began, role, False, returned=True)
+                    cluster.record_returned(node, monotonic() - began, role)
                     return conn
             begun = (conn, began)
         conn = race(

@@ -24,7 +24,7 @@ from clusterdb.description import Role
 if TYPE_CHECKING:
     from clusterdb.config import NodeEntry
 
-__all__ = ["ConnectArgs", "DriverAdapter", "Pending", "ProbeResult", "needs_no_lookup"]
+__all__ = ["ConnectArgs", "DriverAdapter", "Pending", "ProbeResult", "needs_no_lookup", "nothing"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +58,8 @@ class Pending:
     """Drop the attempt unfinished (its socket is closed)."""
 
 
-def _nothing() -> None:
-    return None
+def nothing() -> None:
+    """Does nothing: the default ``idle`` of :meth:`DriverAdapter.start`."""
 
 
 @functools.lru_cache(maxsize=1024)
@@ -109,16 +109,25 @@ class DriverAdapter(ABC):
     """True when :meth:`start` can run an attempt in the caller's thread and pause it."""
 
     def start(
-        self, target: ConnectArgs, overrides: Mapping[str, Any], timeout: float, patience: float
+        self,
+        target: ConnectArgs,
+        overrides: Mapping[str, Any],
+        timeout: float,
+        patience: float,
+        idle: Callable[[], None] = nothing,
     ) -> Any:
         """Begin an attempt in the caller's thread: the connection, when the server answered
         within ``patience`` s (what counts as an answer is the driver's: the whole handshake
         for psycopg, the greeting for PyMySQL, whose handshake then runs here too, bounded by
         ``timeout``), or a :class:`Pending` attempt for a worker thread to finish.
 
+        ``idle``: work the caller would have done anyway (the cluster's queued bookkeeping),
+        to call at most once once a request is on its way to the server, so that it overlaps
+        with the server's work; skipping it is allowed.
+
         The default begins nothing: a worker runs the whole of :meth:`connect`.
         """
-        return Pending(lambda remaining: self.connect(target, overrides, remaining), _nothing)
+        return Pending(lambda remaining: self.connect(target, overrides, remaining), nothing)
 
     def detect_role(self, conn: Any) -> Role | None:
         """The node's role as seen on ``conn``, or None when the driver cannot tell.

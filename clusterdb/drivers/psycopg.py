@@ -21,6 +21,7 @@ from clusterdb.drivers.base import (
     Pending,
     ProbeResult,
     needs_no_lookup,
+    nothing,
 )
 
 if TYPE_CHECKING:
@@ -163,7 +164,12 @@ class PsycopgAdapter(DriverAdapter):
     starts_inline = hasattr(select, "poll")
 
     def start(
-        self, target: ConnectArgs, overrides: Mapping[str, Any], timeout: float, patience: float
+        self,
+        target: ConnectArgs,
+        overrides: Mapping[str, Any],
+        timeout: float,
+        patience: float,
+        idle: Callable[[], None] = nothing,
     ) -> Any:
         # psycopg connects through a generator that yields whenever libpq would block: it is
         # driven here for up to ``patience`` (the hedge delay), so a healthy node costs no
@@ -187,6 +193,7 @@ class PsycopgAdapter(DriverAdapter):
         deadline = began + budget
         connecting = _Connecting(make_conninfo("", **params))
         try:
+            idle()  # the TCP connect is under way
             pgconn = connecting.run(min(deadline, began + patience))
         except BaseException:
             connecting.close()

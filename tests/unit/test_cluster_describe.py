@@ -2,13 +2,15 @@
 and Cluster.begin() a ranking while nothing it rests on changed: whatever sequence of
 outcomes, probes, hedges, drains and plans, what they use is what a fresh description would
 say (the decayed latency estimate within 0.5 %, a ranking's within its drift: 10 %, or
-0.1 ms for fast nodes)."""
+0.25 ms for fast nodes)."""
 
 from __future__ import annotations
 
 import math
 import sqlite3
 import time
+from collections import Counter
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -29,6 +31,8 @@ latency = st.floats(0.0001, 0.5)
 operation = st.one_of(
     st.tuples(st.just("begin"), st.sampled_from(["any", "primary", "replica", "prefer-replica"])),
     st.tuples(st.just("success"), node, latency, role),
+    st.tuples(st.just("returned"), node, latency, role),
+    st.tuples(st.just("fold")),
     st.tuples(st.just("failure"), node),
     st.tuples(st.just("hedge"), node, latency),
     st.tuples(st.just("probe_ok"), node, latency, role, lag, st.booleans()),
@@ -52,6 +56,12 @@ def apply(cluster: Cluster, op: tuple[object, ...]) -> None:
         n, seconds, r = args
         cluster.attempt_started(n)  # type: ignore[arg-type]
         cluster.record_success(n, seconds, r, discarded=False)  # type: ignore[arg-type]
+    elif kind == "returned":
+        n, seconds, r = args
+        cluster.attempt_started(n)  # type: ignore[arg-type]
+        cluster.record_returned(n, seconds, r)  # type: ignore[arg-type]
+    elif kind == "fold":
+        cluster.fold()
     elif kind == "failure":
         cluster.attempt_started(args[0])  # type: ignore[arg-type]
         cluster.record_failure(args[0], OSError("refused"))  # type: ignore[arg-type]
@@ -106,6 +116,33 @@ def test_describe_always_matches_a_fresh_description(ops: list[tuple[object, ...
                 assert math.isclose(got.latency, fresh.latency, rel_tol=0.005)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(operation, max_size=30))
+def test_stats_count_every_outcome_once_queued_or_not(ops: list[tuple[object, ...]]) -> None:
+    cluster = make_cluster()
+    connects = dict.fromkeys(NODES, 0)
+    pending = dict.fromkeys(NODES, 0)
+    returned = 0
+    for op in ops:
+        kind, *args = op
+        if kind == "begin":  # nothing attempted: undo what begin() counted pending
+            chosen, _ = cluster.begin(args[0])  # type: ignore[arg-type]
+            for name in chosen.nodes if chosen.race else chosen.nodes[:1]:
+                cluster.attempt_abandoned(name)
+        else:
+            apply(cluster, op)
+        if kind in ("success", "returned"):
+            connects[args[0]] += 1  # type: ignore[index]
+            returned += kind == "returned"
+        elif kind == "started":
+            pending[args[0]] += 1  # type: ignore[index]
+        snap = cluster.stats_snapshot()
+        assert {n.name: n.connects for n in snap.nodes} == connects
+        assert {n.name: n.pending for n in snap.nodes} == pending
+        assert snap.connects == returned
+        assert cluster._in_flight == sum(pending.values())
+
+
 def test_an_unchanged_node_is_described_by_the_same_object() -> None:
     cluster = make_cluster()
     cluster.attempt_started("a")
@@ -130,12 +167,19 @@ def test_a_kept_ranking_rests_on_what_is_true_now(ops: list[tuple[object, ...]])
     for op in ops:
         apply(cluster, op)
         for wanted in WANTED:
-            now = time.monotonic()
-            fresh = [n._describe(now) for n in cluster._nodes.values()]
             chosen, used = cluster.begin(wanted)  # type: ignore[arg-type]
             first = chosen.nodes if chosen.race else chosen.nodes[:1]
             for name in first:  # undo begin's pending count: nothing is attempted here
                 cluster.attempt_abandoned(name)
+            # What is recorded, without what is still queued (a kept ranking does not wait
+            # for it; a new one is made after it is done): a queued connect is still pending
+            # in its node's count.
+            now = time.monotonic()
+            queued = Counter(n.name for n, *_ in cluster._outbox)
+            fresh = [
+                replace(n._describe(now), pending=n.pending - queued[n.name])
+                for n in cluster._nodes.values()
+            ]
             for got, now_is in zip(used.nodes, fresh, strict=True):
                 assert (got.state, got.role, got.lag, got.replication_stopped) == (
                     now_is.state,
@@ -150,7 +194,7 @@ def test_a_kept_ranking_rests_on_what_is_true_now(ops: list[tuple[object, ...]])
                 else:
                     assert got.latency is not None
                     drift = abs(got.latency - now_is.latency)
-                    assert drift <= max(0.11 * got.latency, 0.000101)
+                    assert drift <= max(0.11 * got.latency, 0.000251)
             # And the plan is one a fresh ranking of that description could have drawn.
             again = rank(used, wanted)  # type: ignore[arg-type]
             assert set(chosen.nodes) == {n for names, _ in again.groups for n in names}
@@ -191,13 +235,13 @@ def test_begin_keeps_its_ranking_until_something_changes() -> None:
     assert ranking(cluster) is not kept
 
 
-def test_a_fast_node_keeps_its_ranking_through_sub_tenth_of_a_millisecond_noise() -> None:
+def test_a_fast_node_keeps_its_ranking_through_sub_quarter_millisecond_noise() -> None:
     # Local nodes' connect times wander by far more than 10 % from one connect to the next;
-    # under a tenth of the window's 1 ms nothing but the weights can change: kept.
+    # a move under a quarter of the window's 1 ms keeps the ranking.
     cluster = measured_cluster(0.00012)
     kept = ranking(cluster)
     cluster.attempt_started("a")
-    cluster.record_success("a", 0.0002, None, discarded=False)  # +67 %, +0.08 ms: kept
+    cluster.record_success("a", 0.0003, None, discarded=False)  # a sample 2.5x, +0.18 ms: kept
     assert ranking(cluster) is kept
     cluster.attempt_started("a")
     cluster.record_success("a", 0.002, None, discarded=False)  # +1.9 ms: ranked afresh

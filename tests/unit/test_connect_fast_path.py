@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import pytest
 from clusterdb import racer, workers
 from clusterdb.cluster import Cluster
 from clusterdb.config import cluster_from_kwargs
-from clusterdb.drivers.base import ConnectArgs
+from clusterdb.drivers.base import ConnectArgs, nothing
 from clusterdb.drivers.generic import GenericAdapter
 from clusterdb.errors import AllNodesFailed
 
@@ -40,10 +40,16 @@ class InlineSqlite(GenericAdapter):
         self.detected: list[str] = []
 
     def start(
-        self, target: ConnectArgs, overrides: Mapping[str, Any], timeout: float, patience: float
+        self,
+        target: ConnectArgs,
+        overrides: Mapping[str, Any],
+        timeout: float,
+        patience: float,
+        idle: Callable[[], None] = nothing,
     ) -> Any:
         node = Path(str(target.args[0])).stem
         self.started_in[node] = threading.current_thread()
+        idle()  # as the real adapters do, once the request is on its way
         outcome = self.outcomes.get(node, "connect")
         if isinstance(outcome, BaseException):
             raise outcome
@@ -193,3 +199,30 @@ def test_a_role_read_for_free_that_does_not_fit_goes_to_the_race(tmp_path: Path)
     assert nodes["a"].role == "replica"
     assert sum(n.connects - n.discarded for n in snap.nodes) == 1 and snap.connects == 1
     assert all(n.pending == 0 for n in snap.nodes)
+
+
+def test_a_won_connect_is_counted_by_the_next_attempt_or_the_first_reader(tmp_path: Path) -> None:
+    cluster, _ = make_cluster(tmp_path)
+    racer.connect(cluster, "any", {}).close()
+    assert len(cluster._outbox) == 1  # queued: no lock taken on the way out
+    racer.connect(cluster, "any", {}).close()
+    assert len(cluster._outbox) == 1  # the second attempt did the first's while it started
+    snap = cluster.stats_snapshot()  # a reader does the rest first
+    assert not cluster._outbox
+    assert snap.connects == 2 and sum(n.connects for n in snap.nodes) == 2
+    assert all(n.pending == 0 for n in snap.nodes)
+    assert snap.node("a").last_success_at is not None
+
+
+def test_a_connect_that_changes_a_node_is_counted_at_once(tmp_path: Path) -> None:
+    # Queued bookkeeping only counts and measures: a node coming off trial, changing role or
+    # coming up is recorded under the lock before connect() returns.
+    adapter = FreeRoleSqlite({"a": "replica", "b": "replica", "c": "primary"})
+    cluster, _ = make_cluster(tmp_path, adapter=adapter)
+    racer.connect(cluster, "any", {}).close()  # "a" was known as a primary
+    assert not cluster._outbox and cluster._nodes["a"].role == "replica"
+    racer.connect(cluster, "any", {}).close()  # nothing changes now: queued
+    assert len(cluster._outbox) == 1
+    cluster.attempt_started("b")
+    cluster.record_failure("b", OSError("refused"))  # a change: the queue is done first
+    assert not cluster._outbox and cluster._nodes["a"].connects == 2
