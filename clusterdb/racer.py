@@ -74,6 +74,7 @@ Start = Callable[[str, float, float], Any]
 _Result = tuple[int, Any, BaseException | None, str, bool]
 
 _NEVER = math.inf
+_NOT_CONNECTED = (Exception, Pending)  # what start() gives when it has no connection yet
 
 
 def connect(cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any]) -> Any:
@@ -92,19 +93,6 @@ def connect(cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any]) -> 
         cluster.record_outcome(False)
         error = bind_to_driver(NoSuitableNode, adapter.operational_error)
         raise error(cluster.name, wanted, chosen.rejected)
-
-    def attempt(node: str, remaining: float) -> Any:
-        return adapter.connect(cluster.target(node), overrides, remaining)
-
-    start: Start | None = None
-    if adapter.starts_inline:
-
-        def start(node: str, remaining: float, patience: float) -> Any:
-            # While the server prepares its answer, the bookkeeping of earlier connects.
-            return adapter.start(
-                cluster.target(node), overrides, remaining, patience, idle=cluster.fold
-            )
-
     if adapter.role_is_free or wanted != "any":
         detect: Callable[[str], bool] = _always
     else:
@@ -112,18 +100,27 @@ def connect(cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any]) -> 
         detect = desc.unknown_roles.__contains__
     begun: tuple[Any, float] | None = None
     try:
-        if start is not None and not chosen.race:
+        if adapter.starts_inline and not chosen.race:
             # The first attempt, in this thread. When it connects to a node of known role,
             # as most do, nothing else has started: it has won, and no race is needed.
             node = chosen.nodes[0]
             began = monotonic()
-            conn = _begin_here(cluster, start, node, timeout, min(chosen.hedge_delays[0], timeout))
-            if not isinstance(conn, Exception | Pending):
+            patience = min(chosen.hedge_delays[0], timeout)
+            # While the server prepares its answer, the bookkeeping of earlier connects.
+            target = cluster.target(node)
+            conn = _begin_here(
+                cluster, node, adapter.start, target, overrides, timeout, patience, cluster.fold
+            )
+            if not isinstance(conn, _NOT_CONNECTED):
                 done, role = _settled_here(cluster, node, conn, wanted, detect)
                 if done:
                     cluster.record_returned(node, monotonic() - began, role)
                     return conn
             begun = (conn, began)
+
+        def attempt(node: str, remaining: float) -> Any:
+            return adapter.connect(cluster.target(node), overrides, remaining)
+
         conn = race(
             cluster,
             chosen,
@@ -166,13 +163,14 @@ def _settled_here(
 
 
 def _begin_here(
-    cluster: Cluster, start: Start, node: str, remaining: float, patience: float
+    cluster: Cluster, node: str, start: Callable[..., Any], *args: Any, **kwargs: Any
 ) -> Any:
-    """``start(node, remaining, patience)`` in the calling thread: a connection, a
-    :class:`Pending` attempt, or the Exception it raised (the node's failure, for the race to
-    record). An interrupt (KeyboardInterrupt...) is not the node's failure: it propagates."""
+    """``start(*args, **kwargs)``, an attempt on ``node`` begun in the calling thread: a
+    connection, a :class:`Pending` attempt, or the Exception it raised (the node's failure,
+    for the race to record). An interrupt (KeyboardInterrupt...) is not the node's failure:
+    it propagates."""
     try:
-        return start(node, remaining, patience)
+        return start(*args, **kwargs)
     except Exception as exc:
         return exc
     except BaseException:
@@ -218,7 +216,8 @@ def race(
     if begun is None and start is not None and not plan.race:
         began = monotonic()
         patience = min(plan.hedge_delays[0], timeout)
-        begun = (_begin_here(cluster, start, plan.nodes[0], timeout, patience), began)
+        node = plan.nodes[0]
+        begun = (_begin_here(cluster, node, start, node, timeout, patience), began)
     began = monotonic() if begun is None else begun[1]
     return _Race(cluster, attempt, timeout, wanted, detect, redactor, began).run(plan, begun)
 
