@@ -85,7 +85,7 @@ def test_a_node_measured_slow_in_the_first_race_gets_a_trial(pg_cluster: Postgre
     them): each gets a trial connect instead, measured as connects are."""
     fast, *slowed = pg_cluster.nodes
     for node in slowed:
-        node.proxy.set_delay(0.002)  # ~+16 ms per connect, for the race only
+        node.proxy.set_delay(0.004)  # ~+32 ms per connect, for the race only
     with registered(pg_cluster) as name:
         assert land(pg_cluster, name) == fast.name
         snap = settled(name)  # the losers' times are in
