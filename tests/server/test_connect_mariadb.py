@@ -23,6 +23,7 @@ from pymysql.constants import SERVER_STATUS
 import clusterdb
 import clusterdb.pymysql
 from clusterdb import registry
+from clusterdb.drivers import pymysql as pymysql_driver
 from clusterdb.drivers.pymysql import PyMySQLAdapter
 from clusterdb.testing.cluster import TestNode
 from clusterdb.testing.mariadb import MariaDBCluster
@@ -215,3 +216,23 @@ def test_pymysql_start_tells_a_live_server_from_a_silent_one_in_the_calling_thre
         assert refused.value.args[0] == 2003 and "Can't connect to MySQL server" in str(
             refused.value
         )
+
+
+def test_a_server_that_greets_and_then_stalls_fails_within_the_timeout(
+    mariadb_cluster: MariaDBCluster,
+) -> None:
+    """Hedging waits only for the greeting: the rest of the handshake is bounded by what is
+    left of the deadline, and ends in PyMySQL's own error (PyMySQL alone would wait forever)."""
+    node = mariadb_cluster.nodes[0]
+    with registered(mariadb_cluster) as name:
+        kwargs = dict(registry.get(name).target(node.name).kwargs)
+    sock = pymysql_driver._open("127.0.0.1", node.proxy_port, 1.0)
+    assert pymysql_driver._greeted(sock, 1.0)  # the greeting is in; from here, silence
+    node.proxy.set_mode("deaf")
+    conn, read_timeout, write_timeout = pymysql_driver._unconnected(kwargs, 0.3)
+    started = time.monotonic()
+    with pytest.raises(pymysql.err.OperationalError) as info:
+        pymysql_driver._handshake(conn, sock, read_timeout, write_timeout)
+    assert 0.25 <= time.monotonic() - started < 2.0
+    assert "timed out" in str(info.value)
+    assert sock.fileno() == -1  # closed
