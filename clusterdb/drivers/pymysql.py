@@ -11,8 +11,10 @@ PyMySQL 1.2 builds an SSL context on every connect unless ``ssl_disabled=True`` 
 
 from __future__ import annotations
 
+import errno
 import inspect
 import logging
+import os
 import select
 import socket
 import time
@@ -103,30 +105,59 @@ def _handshake(conn: Any, sock: socket.socket, read_timeout: Any, write_timeout:
     return conn
 
 
-def _open(host: str, port: int, timeout: float) -> socket.socket:
-    """A TCP connection to the IP address ``host``. No getaddrinfo(), unlike
+def _open(host: str, port: int) -> socket.socket:
+    """A TCP connection to the IP address ``host``, begun and not waited for: the server's
+    greeting says it is made (see :func:`_greeted`), so the wait for the one covers the other,
+    and a remote node's round trip overlaps what is done meanwhile. No getaddrinfo(), unlike
     socket.create_connection(): an address needs no lookup, and this runs on every connect."""
-    if "%" in host:  # an IPv6 scope: let the resolver make sense of it
-        return socket.create_connection((host, port), timeout)
     address = host.strip("[]")
-    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+    if "%" in address:  # an IPv6 scope: numeric, so getaddrinfo() asks no resolver
+        info = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM, flags=_NUMERIC)
+        family, _, _, _, sockaddr = info[0]
+    else:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        sockaddr = (address, port)
+    sock = socket.socket(family)
     try:
-        sock.settimeout(timeout)
-        sock.connect((address, port))
+        sock.setblocking(False)
+        error = sock.connect_ex(sockaddr)
+        if error not in _UNDER_WAY:
+            raise OSError(error, os.strerror(error))
     except BaseException:
         sock.close()
         raise
     return sock
 
 
+_NUMERIC = socket.AI_NUMERICHOST
+_UNDER_WAY = frozenset({0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EINTR})
+
+
 def _greeted(sock: socket.socket, patience: float) -> bool:
     """True once the server has sent something (its greeting, or an error such as "too many
     connections") or closed the connection (the handshake then says why), False when it
-    stayed silent for ``patience`` s. One poll(): a peek through the socket's own timeout
+    stayed silent for ``patience`` s, the TCP connect of :func:`_open` included. Raises
+    OSError when that connect failed. One poll(): a peek through the socket's own timeout
     would cost two more system calls on every connect."""
     poller = select.poll()
     poller.register(sock, select.POLLIN)
-    return bool(poller.poll(max(patience, 0.0) * 1000.0))
+    events = poller.poll(max(patience, 0.0) * 1000.0)
+    if not events:
+        return False
+    if events[0][1] & select.POLLERR:
+        error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error:
+            raise OSError(error, os.strerror(error))
+    return True
+
+
+def _silence(sock: socket.socket) -> str:
+    """What a socket that :func:`_greeted` waited on in vain was waiting for."""
+    try:
+        sock.getpeername()
+    except OSError:
+        return "no answer to the TCP connect"
+    return "no greeting from the server"
 
 
 def _cannot_connect(host: str, exc: OSError) -> pymysql.err.OperationalError:
@@ -202,16 +233,15 @@ class PyMySQLAdapter(DriverAdapter):
         port = int(kwargs.get("port") or 3306)
         began = time.monotonic()
         try:
-            sock = _open(host, port, max(min(patience, timeout), 0.001))
-        except TimeoutError:  # no TCP answer yet: a worker starts afresh with what is left
-            return super().start(target, overrides, timeout, patience)
+            sock = _open(host, port)
         except OSError as exc:
             raise _cannot_connect(host, exc) from exc
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            # Built while the server prepares its greeting: the two overlap (measured: the
-            # greeting comes ~50 us after this, median, with CPUs held polling).
+            # Built while the TCP connect completes and the server prepares its greeting: the
+            # two overlap (measured: the greeting comes ~50 us after this, median, with CPUs
+            # held polling).
             conn, read_timeout, write_timeout = _unconnected(kwargs, timeout)
             idle()
             spoke = _greeted(sock, patience - (time.monotonic() - began))
@@ -232,12 +262,16 @@ class PyMySQLAdapter(DriverAdapter):
                     conn, read_timeout, write_timeout = _unconnected(
                         kwargs, remaining - (time.monotonic() - began)
                     )
+            except OSError as exc:
+                sock.close()
+                raise _cannot_connect(host, exc) from exc
             except BaseException:
                 sock.close()
                 raise
             if not spoke:
+                silence = _silence(sock)
                 sock.close()
-                raise _cannot_connect(host, TimeoutError("no greeting from the server"))
+                raise _cannot_connect(host, TimeoutError(silence))
             return _handshake(conn, sock, read_timeout, write_timeout)
 
         return Pending(finish, sock.close)

@@ -226,7 +226,7 @@ def test_a_server_that_greets_and_then_stalls_fails_within_the_timeout(
     node = mariadb_cluster.nodes[0]
     with registered(mariadb_cluster) as name:
         kwargs = dict(registry.get(name).target(node.name).kwargs)
-    sock = pymysql_driver._open("127.0.0.1", node.proxy_port, 1.0)
+    sock = pymysql_driver._open("127.0.0.1", node.proxy_port)
     assert pymysql_driver._greeted(sock, 1.0)  # the greeting is in; from here, silence
     node.proxy.set_mode("deaf")
     conn, read_timeout, write_timeout = pymysql_driver._unconnected(kwargs, 0.3)

@@ -1,6 +1,6 @@
-"""Driver adapters: how a node of the config becomes the driver's connect arguments.
-
-Pure argument building, no connection: connecting is tested on real servers.
+"""Driver adapters: how a node of the config becomes the driver's connect arguments, and how
+an attempt begins at the TCP level (against local sockets, no database: connecting to a
+database is tested on real servers).
 """
 
 from __future__ import annotations
@@ -143,3 +143,43 @@ def test_a_psycopg_node_named_with_a_hostaddr_starts_in_the_calling_thread() -> 
     target = adapter.connect_args(node, {"user": "app"})
     with pytest.raises(psycopg.OperationalError, match=r"refused|127\.0\.0\.1"):
         adapter.start(target, {}, 5.0, 0.5)
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])  # nothing listens there once closed
+
+
+def test_pymysql_start_raises_pymysqls_error_for_a_refused_tcp_connect() -> None:
+    """start() does not wait for the TCP connect on its own (the wait for the greeting covers
+    it): a refusal that arrives while it waits is still PyMySQL's "can't connect" error."""
+    adapter = get_adapter("pymysql")
+    target = adapter.connect_args(NodeEntry(name="n", host="127.0.0.1", port=closed_port()), {})
+    with pytest.raises(pymysql.err.OperationalError) as info:
+        adapter.start(target, {}, 5.0, 0.5)
+    assert info.value.args[0] == 2003 and "refused" in str(info.value)
+
+
+def test_pymysql_start_hands_a_tcp_connect_with_no_answer_to_a_worker() -> None:
+    """A SYN nobody answers (here: a listener whose accept queue is full) is a silent node:
+    a Pending attempt within the patience, failing once the worker's time is up."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        queued = [socket.socket() for _ in range(3)]  # fill the accept queue, never accepted
+        try:
+            for sock in queued:
+                sock.setblocking(False)
+                sock.connect_ex(("127.0.0.1", port))
+            adapter = get_adapter("pymysql")
+            target = adapter.connect_args(NodeEntry(name="n", host="127.0.0.1", port=port), {})
+            begun = adapter.start(target, {}, 5.0, 0.05)
+            assert isinstance(begun, Pending)
+            with pytest.raises(pymysql.err.OperationalError) as info:
+                begun.finish(0.1)
+            assert "no answer to the TCP connect" in str(info.value)
+        finally:
+            for sock in queued:
+                sock.close()
