@@ -13,11 +13,10 @@ hedged as usual. psycopg pauses anywhere in its connect (it is a generator); PyM
 after the TCP connect, so there the hedge waits for the server's greeting, not the whole
 handshake. When that first attempt connects to a node whose role is known (or need not be),
 nothing else has started: it wins outright, and :func:`connect` returns it with no race
-object, queue or thread at all (``bench/breakdown.py``: the stages after PyMySQL's
-handshake went from ~31 to ~11 µs, cheaper stats included), and its stats are queued
-(:meth:`Cluster.record_returned`) for the next attempt to record while it waits for its
-server. Nodes given by hostname run on a worker from the start: a resolver lookup cannot be
-paused.
+object, queue or thread at all, and its stats are queued (:meth:`Cluster.record_returned`)
+for the next attempt to record while it waits for its server (``bench/breakdown.py``: the
+stages after PyMySQL's handshake went from ~31 to ~6 µs in place). Nodes given by hostname
+run on a worker from the start: a resolver lookup cannot be paused.
 
 Rules that keep stats exact and leak nothing, whatever the timing:
 
@@ -106,8 +105,8 @@ def connect(cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any]) -> 
             node = chosen.nodes[0]
             began = monotonic()
             patience = min(chosen.hedge_delays[0], timeout)
-            # While the server prepares its answer, the bookkeeping of earlier connects.
             target = cluster.target(node)
+            # idle=cluster.fold: earlier connects' stats, recorded while the server works.
             conn = _begin_here(
                 cluster, node, adapter.start, target, overrides, timeout, patience, cluster.fold
             )

@@ -112,7 +112,8 @@ def _open(host: str, port: int) -> socket.socket:
     socket.create_connection(): an address needs no lookup, and this runs on every connect."""
     address = host.strip("[]")
     if "%" in address:  # an IPv6 scope: numeric, so getaddrinfo() asks no resolver
-        info = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM, flags=_NUMERIC)
+        numeric = socket.AI_NUMERICHOST
+        info = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM, flags=numeric)
         family, _, _, _, sockaddr = info[0]
     else:
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
@@ -129,7 +130,6 @@ def _open(host: str, port: int) -> socket.socket:
     return sock
 
 
-_NUMERIC = socket.AI_NUMERICHOST
 _UNDER_WAY = frozenset({0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EINTR})
 
 
