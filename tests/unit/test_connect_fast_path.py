@@ -7,6 +7,7 @@ inline: per node, ``start`` connects, raises, or hands back a Pending attempt.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Mapping
@@ -226,3 +227,25 @@ def test_a_connect_that_changes_a_node_is_counted_at_once(tmp_path: Path) -> Non
     cluster.attempt_started("b")
     cluster.record_failure("b", OSError("refused"))  # a change: the queue is done first
     assert not cluster._outbox and cluster._nodes["a"].connects == 2
+
+
+def test_a_forked_child_counts_the_connects_queued_before_the_fork(tmp_path: Path) -> None:
+    cluster, _ = make_cluster(tmp_path)
+    racer.connect(cluster, "any", {}).close()
+    assert len(cluster._outbox) == 1  # queued when the process forks
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's connect counted once, nothing left pending
+        code = 1
+        try:
+            cluster.after_fork_in_child()  # what the registry's fork hook does
+            racer.connect(cluster, "any", {}).close()
+            snap = cluster.stats_snapshot()
+            pending = sum(n.pending for n in snap.nodes)
+            if (snap.connects, sum(n.connects for n in snap.nodes), pending) == (2, 2, 0):
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    snap = cluster.stats_snapshot()  # the parent's own count is untouched by the child's
+    assert (snap.connects, sum(n.pending for n in snap.nodes)) == (1, 0)
