@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 import sqlite3
 import types
+from typing import Any
 
 import psycopg
 import pymysql
@@ -183,3 +184,26 @@ def test_pymysql_start_hands_a_tcp_connect_with_no_answer_to_a_worker() -> None:
         finally:
             for sock in queued:
                 sock.close()
+
+
+def test_pymysql_start_reads_an_ipv6_scope_without_asking_a_resolver(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``fe80::1%lo`` needs its scope turned into an interface index: getaddrinfo() does
+    that, numerically, in the calling thread (no resolver: nothing to hedge)."""
+    asked: list[int] = []
+    real = socket.getaddrinfo
+
+    def numeric_only(*args: Any, **kwargs: Any) -> Any:
+        asked.append(kwargs.get("flags", 0))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", numeric_only)
+    adapter = get_adapter("pymysql")
+    target = adapter.connect_args(NodeEntry(name="n", host="fe80::1%lo", port=3306), {})
+    # No route to a link-local address on the loopback interface: refused at once, as
+    # PyMySQL would refuse it, and not a Pending attempt.
+    with pytest.raises(pymysql.err.OperationalError) as info:
+        adapter.start(target, {}, 5.0, 0.5)
+    assert info.value.args[0] == 2003
+    assert asked and all(flags & socket.AI_NUMERICHOST for flags in asked)
