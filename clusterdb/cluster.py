@@ -217,11 +217,11 @@ class Cluster:
         # Re-ranking on a move smaller than this chases noise: local nodes' connect times
         # wander by more than 10 % from one connect to the next (measured on loopback
         # MariaDB: 0.13-0.3 ms p10-p90 with CPUs held polling, 0.33-0.7 ms with idle CPUs
-        # allowed to sleep). With 10 % alone, a half and a quarter of all connects re-ranked,
-        # at 50-150 us each in place; with this floor, 1-7 % (those connect times replayed
-        # through the estimate). A quarter of the window's
-        # absolute part (0.25 ms by default): such a move mostly changes only weights, and
-        # those for at most a second (the ranking's life).
+        # allowed to sleep). With 10 % alone, about half of all connects re-ranked, at 50-150
+        # us each in place; with this floor, 1-4 % (those connect times replayed through the
+        # estimate). A quarter of the window's absolute part (0.25 ms by default): such a
+        # move mostly changes only weights, and those for at most a second (the ranking's
+        # life).
         self._drift_floor = config.options.selection.window_ms / 4 / _MS
         self._rankings: dict[WantedRole, tuple[int, float, Ranking, ClusterDescription]] = {}
         # (node, latency, monotonic, wall) of connections returned whose bookkeeping waits
