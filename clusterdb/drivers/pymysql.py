@@ -130,7 +130,9 @@ def _open(host: str, port: int) -> socket.socket:
     return sock
 
 
-_UNDER_WAY = frozenset({0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EINTR})
+# What a non-blocking TCP connect() answers while it goes on. Not EAGAIN: on Linux that says
+# no local port is free, a failure to report as PyMySQL would (2003).
+_UNDER_WAY = frozenset({0, errno.EINPROGRESS, errno.EINTR})
 
 
 def _greeted(sock: socket.socket, patience: float) -> bool:
