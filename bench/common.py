@@ -52,8 +52,8 @@ class Counts:
 
 
 FULL = Counts(
-    q_block=500,
-    q_rounds=160,
+    q_block=100,
+    q_rounds=800,
     q_conns=8,
     c_warmup=30,
     c_rounds=600,
@@ -74,8 +74,8 @@ FULL = Counts(
 )
 
 QUICK = Counts(
-    q_block=200,
-    q_rounds=6,
+    q_block=100,
+    q_rounds=30,
     q_conns=2,
     c_warmup=10,
     c_rounds=20,

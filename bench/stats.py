@@ -18,6 +18,7 @@ __all__ = [
     "mean",
     "median",
     "meets",
+    "paired_ratio",
     "percentile",
     "ratio",
     "spread",
@@ -63,6 +64,15 @@ def ratio(a: float, b: float) -> float:
     if not b > 0.0:
         raise ValueError(f"ratio baseline must be positive, got {b}")
     return a / b
+
+
+def paired_ratio(xs: Sequence[float], base: Sequence[float]) -> float:
+    """The median of ``xs[i] / base[i]``: samples taken side by side (in one round of an
+    interleaved run) compared pair by pair, so that a drift of the machine slower than a round
+    cancels in each pair instead of spreading both contenders' samples alike."""
+    if len(xs) != len(base):
+        raise ValueError(f"paired samples differ in number: {len(xs)} and {len(base)}")
+    return median([ratio(a, b) for a, b in zip(_checked(xs), _checked(base), strict=True)])
 
 
 def meets(value: float, goal: float, op: Op) -> bool:

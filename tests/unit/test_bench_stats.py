@@ -6,7 +6,17 @@ from collections import Counter
 
 import pytest
 
-from bench.stats import interleave, mean, median, meets, percentile, ratio, spread, summarize
+from bench.stats import (
+    interleave,
+    mean,
+    median,
+    meets,
+    paired_ratio,
+    percentile,
+    ratio,
+    spread,
+    summarize,
+)
 
 
 def test_median_odd_and_even() -> None:
@@ -92,3 +102,22 @@ def test_spread_equal_counts_alternate() -> None:
     assert spread({}) == []
     with pytest.raises(ValueError):
         spread({"A": -1})
+
+
+def test_paired_ratio_cancels_a_drift_that_hits_both_contenders() -> None:
+    # The machine slows 3x over the run; b is 2 % slower than a in every round.
+    base = [10.0 * (1 + 2 * i / 99) for i in range(100)]
+    slower = [x * 1.02 for x in base]
+    assert paired_ratio(slower, base) == pytest.approx(1.02)
+    # A few rounds hit by a burst do not move the median of the pairs.
+    burst = list(slower)
+    for i in range(0, 100, 10):
+        burst[i] *= 5
+    assert paired_ratio(burst, base) == pytest.approx(1.02)
+
+
+def test_paired_ratio_needs_pairs() -> None:
+    with pytest.raises(ValueError, match="differ in number"):
+        paired_ratio([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="positive"):
+        paired_ratio([1.0], [0.0])
