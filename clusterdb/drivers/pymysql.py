@@ -7,6 +7,9 @@ connection once it is open (PyMySQL applies them lazily, on the next read or wri
 
 PyMySQL 1.2 builds an SSL context on every connect unless ``ssl_disabled=True`` (its
 "preferred" mode); clusterdb leaves the caller's SSL settings exactly as given.
+
+Once a server is known to authenticate in one step, PyMySQL's ``SET NAMES`` goes out in the
+same write as the handshake response (:mod:`clusterdb.drivers.pymysql_names`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import pymysql.cursors
 from pymysql.constants import CR, ER, SERVER_STATUS
 
 from clusterdb.description import Role
+from clusterdb.drivers import pymysql_names
 from clusterdb.drivers.base import (
     ConnectArgs,
     DriverAdapter,
@@ -97,9 +101,12 @@ def _unconnected(merged: Mapping[str, Any], timeout: float) -> tuple[Any, Any, A
 
 
 def _handshake(conn: Any, sock: socket.socket, read_timeout: Any, write_timeout: Any) -> Any:
-    """PyMySQL's own handshake on a socket whose server has spoken."""
+    """PyMySQL's own handshake on a socket whose server has spoken, with its ``SET NAMES`` sent
+    along where that is safe (see :mod:`clusterdb.drivers.pymysql_names`). Raises
+    :class:`~clusterdb.drivers.pymysql_names.PipelineRefused` when the server wanted more."""
     conn.host_info = f"socket {conn.host}:{conn.port}"
-    conn.connect(sock)  # closes the socket when it fails
+    with pymysql_names.Handshake(conn):
+        conn.connect(sock)  # closes the socket when it fails
     conn._read_timeout = read_timeout
     conn._write_timeout = write_timeout
     return conn
@@ -254,7 +261,10 @@ class PyMySQLAdapter(DriverAdapter):
             sock.close()
             raise
         if spoke:
-            return _handshake(conn, sock, read_timeout, write_timeout)
+            try:
+                return _handshake(conn, sock, read_timeout, write_timeout)
+            except pymysql_names.PipelineRefused:
+                return self.connect(target, overrides, timeout - (time.monotonic() - began))
 
         def finish(remaining: float) -> Any:
             began = time.monotonic()
@@ -274,7 +284,10 @@ class PyMySQLAdapter(DriverAdapter):
                 silence = _silence(sock)
                 sock.close()
                 raise _cannot_connect(host, TimeoutError(silence))
-            return _handshake(conn, sock, read_timeout, write_timeout)
+            try:
+                return _handshake(conn, sock, read_timeout, write_timeout)
+            except pymysql_names.PipelineRefused:
+                return self.connect(target, overrides, remaining - (time.monotonic() - began))
 
         return Pending(finish, sock.close)
 

@@ -1,0 +1,157 @@
+"""PyMySQL's SET NAMES sent in the same write as the handshake response (one round trip fewer),
+on a real MariaDB: only once the server, port and user are known to authenticate in one step;
+the connection is the one PyMySQL makes; a wrong password gets the server's error; an account
+that changed plugin is connected again the usual way."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pymysql
+import pytest
+from connect_support import registered, whoami
+
+from clusterdb import registry
+from clusterdb.drivers import pymysql_names
+from clusterdb.drivers.base import ConnectArgs, DriverAdapter
+from clusterdb.testing.mariadb import MariaDBCluster
+from clusterdb.testing.proxy import Proxy
+
+pytestmark = pytest.mark.mariadb
+
+DELAY = 0.04  # per chunk and direction, through a proxy of the test's own
+
+SESSION_SQL = (
+    "SELECT @@character_set_client, @@character_set_connection, @@character_set_results, "
+    "@@collation_connection, @@autocommit, _utf8mb4'naïve €' AS text"
+)
+
+
+@contextlib.contextmanager
+def adapter_and_target(harness: MariaDBCluster, port: int) -> Iterator[tuple[DriverAdapter, Any]]:
+    """The PyMySQL adapter, and the first node's connect arguments with ``port`` instead."""
+    with registered(harness) as name:
+        cluster = registry.get(name)
+        target = cluster.target(harness.nodes[0].name)
+        yield cluster.adapter, ConnectArgs(target.args, {**target.kwargs, "port": port})
+
+
+def timed_start(adapter: DriverAdapter, target: Any, **overrides: Any) -> tuple[float, Any]:
+    began = time.monotonic()
+    conn = adapter.start(target, overrides, 5.0, 2.0)
+    return time.monotonic() - began, conn
+
+
+def test_set_names_goes_along_once_the_server_is_known(mariadb_cluster: MariaDBCluster) -> None:
+    """Through a proxy adding DELAY per chunk and direction: the first handshake waits for the
+    greeting, the authentication's OK and SET NAMES' OK (five delays at least); once known,
+    SET NAMES goes with the handshake response, and the connect takes three."""
+    node = mariadb_cluster.nodes[0]
+    with Proxy(node.host, node.port) as proxy:
+        proxy.set_delay(DELAY)
+        with adapter_and_target(mariadb_cluster, proxy.port) as (adapter, target):
+            first, conn = timed_start(adapter, target)
+            conn.close()
+            assert first >= 5 * DELAY
+            second, conn = timed_start(adapter, target, autocommit=True)
+            try:
+                assert second < 4 * DELAY, f"{second:.3f} s: SET NAMES was not sent along"
+                assert whoami(mariadb_cluster, conn) == node.name
+                assert conn.get_autocommit() is True
+            finally:
+                conn.close()
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"charset": "utf8mb4", "collation": "utf8mb4_unicode_ci"}, {"charset": "latin1"}],
+    ids=["defaults", "collation", "latin1"],
+)
+def test_the_connection_is_the_one_pymysql_makes(
+    mariadb_cluster: MariaDBCluster, settings: dict[str, Any]
+) -> None:
+    node = mariadb_cluster.nodes[0]
+    with adapter_and_target(mariadb_cluster, node.proxy_port) as (adapter, target):
+        kwargs = {**target.kwargs, **settings}  # the same settings on both sides
+        adapter.start(target, settings, 5.0, 2.0).close()  # now known
+        assert pymysql_names.known(target.kwargs["host"], node.proxy_port, target.kwargs["user"])
+        ours = adapter.start(target, settings, 5.0, 2.0)
+        theirs = pymysql.connect(**kwargs)
+        try:
+            assert sorted(vars(ours)) == sorted(vars(theirs))  # no hook left behind
+            for attr in ("charset", "encoding", "collation", "server_status", "autocommit_mode"):
+                assert getattr(ours, attr) == getattr(theirs, attr), attr
+            rows = []
+            for conn in (ours, theirs):
+                cur = conn.cursor()
+                cur.execute(SESSION_SQL)
+                rows.append(cur.fetchone())
+            assert rows[0] == rows[1]
+            if settings.get("collation"):
+                assert rows[0][3] == settings["collation"]
+        finally:
+            ours.close()
+            theirs.close()
+
+
+def test_a_wrong_password_gets_the_servers_own_error(mariadb_cluster: MariaDBCluster) -> None:
+    node = mariadb_cluster.nodes[0]
+    with adapter_and_target(mariadb_cluster, node.proxy_port) as (adapter, target):
+        adapter.start(target, {}, 5.0, 2.0).close()
+        assert pymysql_names.known(target.kwargs["host"], node.proxy_port, target.kwargs["user"])
+        with pytest.raises(pymysql.err.OperationalError) as info:
+            adapter.start(target, {"password": "not-the-password"}, 5.0, 2.0)
+        assert info.value.args[0] == 1045  # ER_ACCESS_DENIED_ERROR, as PyMySQL alone gets
+        assert "not-the-password" not in str(info.value)
+        adapter.start(target, {}, 5.0, 2.0).close()
+
+
+@pytest.fixture
+def plugin_user(mariadb_cluster: MariaDBCluster) -> Iterator[tuple[str, str, Any]]:
+    """A user of the primary alone (not replicated), authenticated by mysql_native_password,
+    its password, and the primary's admin cursor (not replicated either); dropped after."""
+    node = mariadb_cluster.nodes[0]
+    user, password = f"cdb_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    admin = pymysql.connect(**mariadb_cluster.connect_kwargs(node, via_proxy=False, admin=True))
+    cur = admin.cursor()
+    cur.execute("SET SESSION sql_log_bin = 0")  # the replica knows no ed25519
+    cur.execute("SELECT COUNT(*) FROM information_schema.plugins WHERE plugin_name = 'ed25519'")
+    row = cur.fetchone()
+    if not row or not row[0]:
+        cur.execute("INSTALL SONAME 'auth_ed25519'")
+    cur.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'")
+    try:
+        yield user, password, cur
+    finally:
+        cur.execute(f"DROP USER '{user}'@'%'")
+        admin.close()
+
+
+def test_an_account_that_changed_plugin_is_connected_again_the_usual_way(
+    mariadb_cluster: MariaDBCluster, plugin_user: tuple[str, str, Any]
+) -> None:
+    """Known to authenticate in one step, then switched to ed25519: the server asks for an
+    answer in that plugin, PyMySQL starts to give it, and the connect starts again without
+    SET NAMES sent along; the account is forgotten, and later connects go the usual way."""
+    user, password, admin = plugin_user
+    node = mariadb_cluster.nodes[0]
+    with adapter_and_target(mariadb_cluster, node.port) as (adapter, target):
+        login = {"user": user, "password": password, "database": None}
+        adapter.start(target, login, 5.0, 2.0).close()
+        assert pymysql_names.known(target.kwargs["host"], node.port, user)
+        admin.execute(
+            f"ALTER USER '{user}'@'%' IDENTIFIED VIA ed25519 USING PASSWORD('{password}')"
+        )
+        for _ in range(2):
+            conn = adapter.start(target, login, 5.0, 2.0)
+            try:
+                cur = conn.cursor()
+                cur.execute("SELECT CURRENT_USER(), @@character_set_client")
+                assert cur.fetchone() == (f"{user}@%", "utf8mb4")
+            finally:
+                conn.close()
+            assert not pymysql_names.known(target.kwargs["host"], node.port, user)
