@@ -13,6 +13,7 @@ connect path allocates no datetime.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -230,7 +231,10 @@ class Cluster:
 
     def _connect_args(self, index: int, entry: NodeEntry) -> ConnectArgs:
         try:
-            return self.adapter.connect_args(entry, self.config.connect_kwargs)
+            args = self.adapter.connect_args(entry, self.config.connect_kwargs)
+            if not self.config.options.pipeline_handshake:
+                args = dataclasses.replace(args, pipeline_handshake=False)
+            return args
         except Exception as exc:
             # Driver messages about a bad DSN may quote it, password included.
             detail = str(exc) if isinstance(exc, ConfigError) else self.redactor.one_line(exc)

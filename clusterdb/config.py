@@ -79,15 +79,18 @@ _POLICY_OBJECTS: Mapping[str, type] = {
 _PASSWORD_KEYS = ("password", "password_env", "password_file")
 _PASSWORD_REFERENCES = frozenset({"password_env", "password_file"})
 
+_FLAGS = ("monitor", "pipeline_handshake")
+
 OPTION_KEYS: frozenset[str] = frozenset(
-    {*_NUMBERS, "monitor", "password_env", "password_file", *_POLICY_OBJECTS}
+    {*_NUMBERS, *_FLAGS, "password_env", "password_file", *_POLICY_OBJECTS}
 )
 """clusterdb's own ``register()`` keywords; every other keyword goes to the driver's connect().
 
 ``connect_timeout``, ``max_lag``, ``heartbeat``, ``backoff_initial``, ``backoff_cap``:
 seconds; ``latency_window_ms``, ``hedge_min_ms``, ``hedge_max_ms``, ``hedge_unknown_ms``:
 milliseconds; ``latency_window_ratio``, ``latency_weight_exponent``, ``hedge_multiplier``,
-``backoff_factor``, ``backoff_jitter``: plain numbers; ``monitor``: bool; ``password_env``,
+``backoff_factor``, ``backoff_jitter``: plain numbers; ``monitor``, ``pipeline_handshake``:
+bool; ``password_env``,
 ``password_file``: where the password comes from; ``selection``, ``hedge``, ``backoff``:
 whole policy objects (the number keys above then adjust them).
 """
@@ -95,7 +98,7 @@ whole policy objects (the number keys above then adjust them).
 ROOT_KEYS: frozenset[str] = frozenset({"clusters"})
 """Keys of the top level of a config file."""
 CLUSTER_KEYS: frozenset[str] = frozenset(
-    {"driver", "nodes", "options", "user", "dbname", "database", "monitor", *_NUMBERS}
+    {"driver", "nodes", "options", "user", "dbname", "database", *_FLAGS, *_NUMBERS}
     | set(_PASSWORD_KEYS)
 )
 """Keys of a ``[clusters.NAME]`` table."""
@@ -205,6 +208,9 @@ class ClusterOptions:
     """Seconds between two probes of a healthy node."""
     monitor: bool = True
     """Run the background monitor for this cluster."""
+    pipeline_handshake: bool = True
+    """PyMySQL: send ``SET NAMES`` in the same write as the handshake response once a server
+    is known to authenticate in one step (one round trip fewer per connect)."""
     selection: SelectionPolicy = field(default_factory=SelectionPolicy)
     hedge: HedgePolicy = field(default_factory=HedgePolicy)
     backoff: Backoff = field(default_factory=Backoff)
@@ -535,13 +541,12 @@ def _build_options(
             continue
         value = _check_number(source[key], _join(prefix, key), low, inclusive)
         changes[target][attr] = value * scale
-    if "monitor" in source:
-        monitor = source["monitor"]
-        if not isinstance(monitor, bool):
-            raise ConfigError(
-                f"must be true or false, not {_kind(monitor)}", _join(prefix, "monitor")
-            )
-        changes["options"]["monitor"] = monitor
+    for key in _FLAGS:
+        if key in source:
+            flag = source[key]
+            if not isinstance(flag, bool):
+                raise ConfigError(f"must be true or false, not {_kind(flag)}", _join(prefix, key))
+            changes["options"][key] = flag
     _check_pairs(policies, changes, source, prefix)
     built: dict[str, object] = {}
     for key in _POLICY_OBJECTS:

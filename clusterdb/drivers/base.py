@@ -33,6 +33,8 @@ class ConnectArgs:
 
     args: tuple[Any, ...]
     kwargs: Mapping[str, Any]
+    pipeline_handshake: bool = True
+    """The cluster's option of that name (used by PyMySQL)."""
 
 
 @dataclass(frozen=True, slots=True)

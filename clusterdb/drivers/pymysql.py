@@ -100,12 +100,15 @@ def _unconnected(merged: Mapping[str, Any], timeout: float) -> tuple[Any, Any, A
     return pymysql.connections.Connection(defer_connect=True, **kwargs), read_timeout, write_timeout
 
 
-def _handshake(conn: Any, sock: socket.socket, read_timeout: Any, write_timeout: Any) -> Any:
+def _handshake(
+    conn: Any, sock: socket.socket, read_timeout: Any, write_timeout: Any, pipeline: bool = True
+) -> Any:
     """PyMySQL's own handshake on a socket whose server has spoken, with its ``SET NAMES`` sent
-    along where that is safe (see :mod:`clusterdb.drivers.pymysql_names`). Raises
+    along where that is safe and ``pipeline`` allows (see
+    :mod:`clusterdb.drivers.pymysql_names`). Raises
     :class:`~clusterdb.drivers.pymysql_names.PipelineRefused` when the server wanted more."""
     conn.host_info = f"socket {conn.host}:{conn.port}"
-    with pymysql_names.Handshake(conn):
+    with pymysql_names.Handshake(conn, pipeline):
         conn.connect(sock)  # closes the socket when it fails
     conn._read_timeout = read_timeout
     conn._write_timeout = write_timeout
@@ -240,6 +243,7 @@ class PyMySQLAdapter(DriverAdapter):
         ):
             return super().start(target, overrides, timeout, patience)
         port = int(kwargs.get("port") or 3306)
+        pipeline = target.pipeline_handshake
         began = time.monotonic()
         try:
             sock = _open(host, port)
@@ -262,7 +266,7 @@ class PyMySQLAdapter(DriverAdapter):
             raise
         if spoke:
             try:
-                return _handshake(conn, sock, read_timeout, write_timeout)
+                return _handshake(conn, sock, read_timeout, write_timeout, pipeline)
             except pymysql_names.PipelineRefused:
                 return self.connect(target, overrides, timeout - (time.monotonic() - began))
 
@@ -285,7 +289,7 @@ class PyMySQLAdapter(DriverAdapter):
                 sock.close()
                 raise _cannot_connect(host, TimeoutError(silence))
             try:
-                return _handshake(conn, sock, read_timeout, write_timeout)
+                return _handshake(conn, sock, read_timeout, write_timeout, pipeline)
             except pymysql_names.PipelineRefused:
                 return self.connect(target, overrides, remaining - (time.monotonic() - began))
 

@@ -17,7 +17,9 @@ answer. So the command goes along only when all of these hold:
 * the greeting names ``mysql_native_password`` (or no plugin), and no TLS is negotiated;
 * a handshake with this server, port and user already took one step in this process (learned
   on the first connect, which goes the usual way);
-* PyMySQL, when it then asks for ``SET NAMES``, asks for exactly the statement sent.
+* PyMySQL, when it then asks for ``SET NAMES``, asks for exactly the statement sent;
+* the cluster's ``pipeline_handshake`` option is on (the default): turn it off for something
+  in front of the servers that cannot take a command arriving with the handshake response.
 
 If the account changed plugin since (``ALTER USER ... IDENTIFIED VIA ed25519``), PyMySQL's
 answer to the server's switch request is where :class:`PipelineRefused` is raised, before the
@@ -64,8 +66,9 @@ class Handshake:
     """Hooks on one PyMySQL connection for the length of its ``connect()``: instance attributes
     shadowing two of its methods, removed when the handshake is over, whatever its outcome."""
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, allowed: bool = True) -> None:
         self.conn = conn
+        self.allowed = allowed  # the cluster's pipeline_handshake option
         self.key = (str(conn.host), int(conn.port), str(conn.user))
         self.sent: bytes | None = None
         self.writes = 0
@@ -90,7 +93,8 @@ class Handshake:
     def _may_send_along(self) -> bool:
         conn = self.conn
         return (
-            not _disabled
+            self.allowed
+            and not _disabled
             and self.key in _one_step
             and not (conn.ssl and conn.server_capabilities & CLIENT.SSL)  # no TLS to come
             and conn._auth_plugin_name in _ONE_STEP_PLUGINS

@@ -6,6 +6,7 @@ that changed plugin is connected again the usual way."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from connect_support import registered, whoami
 
 from clusterdb import registry
 from clusterdb.drivers import pymysql_names
-from clusterdb.drivers.base import ConnectArgs, DriverAdapter
+from clusterdb.drivers.base import DriverAdapter
 from clusterdb.testing.mariadb import MariaDBCluster
 from clusterdb.testing.proxy import Proxy
 
@@ -32,12 +33,15 @@ SESSION_SQL = (
 
 
 @contextlib.contextmanager
-def adapter_and_target(harness: MariaDBCluster, port: int) -> Iterator[tuple[DriverAdapter, Any]]:
-    """The PyMySQL adapter, and the first node's connect arguments with ``port`` instead."""
-    with registered(harness) as name:
+def adapter_and_target(
+    harness: MariaDBCluster, port: int, **options: Any
+) -> Iterator[tuple[DriverAdapter, Any]]:
+    """The PyMySQL adapter, and the first node's connect arguments with ``port`` instead
+    (``options``: for register())."""
+    with registered(harness, **options) as name:
         cluster = registry.get(name)
         target = cluster.target(harness.nodes[0].name)
-        yield cluster.adapter, ConnectArgs(target.args, {**target.kwargs, "port": port})
+        yield cluster.adapter, dataclasses.replace(target, kwargs={**target.kwargs, "port": port})
 
 
 def timed_start(adapter: DriverAdapter, target: Any, **overrides: Any) -> tuple[float, Any]:
@@ -64,6 +68,23 @@ def test_set_names_goes_along_once_the_server_is_known(mariadb_cluster: MariaDBC
                 assert conn.get_autocommit() is True
             finally:
                 conn.close()
+
+
+def test_pipeline_handshake_false_keeps_the_usual_handshake(
+    mariadb_cluster: MariaDBCluster,
+) -> None:
+    node = mariadb_cluster.nodes[0]
+    with Proxy(node.host, node.port) as proxy:
+        proxy.set_delay(DELAY)
+        with adapter_and_target(mariadb_cluster, proxy.port, pipeline_handshake=False) as (
+            adapter,
+            target,
+        ):
+            for _ in range(2):
+                took, conn = timed_start(adapter, target)
+                conn.close()
+                assert took >= 5 * DELAY
+            assert pymysql_names.known(target.kwargs["host"], proxy.port, target.kwargs["user"])
 
 
 @pytest.mark.parametrize(

@@ -65,6 +65,7 @@ def test_options_and_units() -> None:
             max_lag = 3
             heartbeat = 1
             monitor = false
+            pipeline_handshake = false
             latency_window_ms = 4
             latency_window_ratio = 0.2
             latency_weight_exponent = 3
@@ -83,6 +84,7 @@ def test_options_and_units() -> None:
         max_lag=3.0,
         heartbeat=1.0,
         monitor=False,
+        pipeline_handshake=False,
         selection=SelectionPolicy(window_ms=4.0, window_ratio=0.2, weight_exponent=3.0),
         hedge=HedgePolicy(multiplier=2.0, min_delay=0.005, max_delay=0.25, unknown_delay=0.03),
         backoff=Backoff(initial=0.2, factor=3.0, cap=4.0, jitter=0.1),
@@ -197,6 +199,12 @@ BAD: list[tuple[str, str, str, str]] = [
         "monitor as string",
         'user = "app"=>monitor = "yes"',
         "clusters.main.monitor",
+        "true or false",
+    ),
+    (
+        "pipeline_handshake as number",
+        'user = "app"=>pipeline_handshake = 1',
+        "clusters.main.pipeline_handshake",
         "true or false",
     ),
     ("jitter >= 1", 'user = "app"=>backoff_jitter = 1.5', "clusters.main.backoff_jitter", "< 1"),
