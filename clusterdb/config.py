@@ -90,9 +90,8 @@ OPTION_KEYS: frozenset[str] = frozenset(
 seconds; ``latency_window_ms``, ``hedge_min_ms``, ``hedge_max_ms``, ``hedge_unknown_ms``:
 milliseconds; ``latency_window_ratio``, ``latency_weight_exponent``, ``hedge_multiplier``,
 ``backoff_factor``, ``backoff_jitter``: plain numbers; ``monitor``, ``pipeline_handshake``:
-bool; ``password_env``,
-``password_file``: where the password comes from; ``selection``, ``hedge``, ``backoff``:
-whole policy objects (the number keys above then adjust them).
+bool; ``password_env``, ``password_file``: where the password comes from; ``selection``,
+``hedge``, ``backoff``: whole policy objects (the number keys above then adjust them).
 """
 
 ROOT_KEYS: frozenset[str] = frozenset({"clusters"})

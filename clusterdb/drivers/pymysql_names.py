@@ -17,7 +17,9 @@ answer. So the command goes along only when all of these hold:
 * the greeting names ``mysql_native_password`` (or no plugin), and no TLS is negotiated;
 * a handshake with this server, port and user already took one step in this process (learned
   on the first connect, which goes the usual way);
-* PyMySQL, when it then asks for ``SET NAMES``, asks for exactly the statement sent;
+* PyMySQL, when it then asks for ``SET NAMES``, asks for exactly the statement sent (if it
+  asks for another, or for none, the connection is closed and made again the usual way, and
+  nothing is sent along again in this process);
 * the cluster's ``pipeline_handshake`` option is on (the default): turn it off for something
   in front of the servers that cannot take a command arriving with the handshake response.
 
@@ -57,9 +59,19 @@ class PipelineRefused(Exception):
     this connection is lost; connect again without sending it along."""
 
 
-# Set when PyMySQL asked for another statement than the one sent: its handshake is not the one
-# this module knows, and nothing is sent along again in this process.
-_disabled: list[bool] = []
+# True once PyMySQL asked for another statement than the one sent, or for none: its handshake
+# is not the one this module knows, and nothing is sent along again in this process.
+_disabled = False
+
+
+def _disable() -> None:
+    global _disabled
+    _disabled = True
+    log.warning(
+        "clusterdb: PyMySQL %s connects differently from what clusterdb knows; "
+        "connecting again, and without sending SET NAMES along from now on",
+        getattr(pymysql, "__version__", "?"),
+    )
 
 
 class Handshake:
@@ -70,7 +82,8 @@ class Handshake:
         self.conn = conn
         self.allowed = allowed  # the cluster's pipeline_handshake option
         self.key = (str(conn.host), int(conn.port), str(conn.user))
-        self.sent: bytes | None = None
+        self.sent: bytes | None = None  # the statement sent along, if any
+        self.answered = False  # PyMySQL asked for it, and reads its answer
         self.writes = 0
 
     def __enter__(self) -> Handshake:
@@ -85,6 +98,12 @@ class Handshake:
         tb: TracebackType | None,
     ) -> None:
         self._unhook()
+        if kind is None and self.sent is not None and not self.answered:
+            # Connected without PyMySQL asking for SET NAMES: its answer would be read as the
+            # answer to the caller's first query.
+            _disable()
+            self.conn._force_close()
+            raise PipelineRefused("PyMySQL did not ask for SET NAMES")
 
     def _unhook(self) -> None:
         self.conn.__dict__.pop("write_packet", None)
@@ -108,7 +127,7 @@ class Handshake:
             # the command for it already.
             _one_step.discard(self.key)
             log.info(
-                "clusterdb: %s:%s asked %s for more than one authentication step; "
+                "clusterdb: %s:%s wanted more than one authentication step for user %s; "
                 "connecting again without sending SET NAMES along",
                 *self.key,
             )
@@ -135,13 +154,9 @@ class Handshake:
             return
         asked = sql.encode(conn.encoding) if isinstance(sql, str) else sql
         if command != COMMAND.COM_QUERY or asked != self.sent:
-            _disabled.append(True)
-            log.warning(
-                "clusterdb: PyMySQL %s connects differently from what clusterdb knows; "
-                "connecting again, and without sending SET NAMES along from now on",
-                getattr(pymysql, "__version__", "?"),
-            )
+            _disable()
             raise PipelineRefused("PyMySQL asked for another first statement")
+        self.answered = True
         conn._next_seq_id = 1  # as if PyMySQL had sent it: its OK comes as packet 1
 
 

@@ -176,3 +176,32 @@ def test_an_account_that_changed_plugin_is_connected_again_the_usual_way(
             finally:
                 conn.close()
             assert not pymysql_names.known(target.kwargs["host"], node.port, user)
+
+
+@pytest.mark.parametrize(
+    "autocommit",
+    # True, the server's own: PyMySQL then asks for nothing more; False: for SET AUTOCOMMIT.
+    [True, False],
+    ids=["asks-for-nothing", "asks-for-another-statement"],
+)
+def test_a_pymysql_that_asks_for_no_set_names_gets_a_clean_connection(
+    mariadb_cluster: MariaDBCluster, monkeypatch: pytest.MonkeyPatch, autocommit: bool
+) -> None:
+    """Should a PyMySQL version stop asking for SET NAMES, the answer to the statement sent
+    along must not become the answer to the caller's first query: that connection is closed,
+    the connect made again the usual way, and nothing is sent along from then on."""
+    node = mariadb_cluster.nodes[0]
+    with adapter_and_target(mariadb_cluster, node.proxy_port) as (adapter, target):
+        adapter.start(target, {}, 5.0, 2.0).close()
+        assert pymysql_names.known(target.kwargs["host"], node.proxy_port, target.kwargs["user"])
+        monkeypatch.setattr(pymysql_names, "_disabled", False)  # put back after the test
+        monkeypatch.setattr(pymysql.connections.Connection, "set_character_set", lambda *a: None)
+        for _ in range(2):
+            conn = adapter.start(target, {"autocommit": autocommit}, 5.0, 2.0)
+            try:
+                cur = conn.cursor()
+                cur.execute("SELECT 41 + 1, @@autocommit")
+                assert cur.fetchone() == (42, int(autocommit))
+            finally:
+                conn.close()
+        assert pymysql_names._disabled
