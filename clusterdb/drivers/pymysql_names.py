@@ -38,6 +38,7 @@ from types import TracebackType
 from typing import Any
 
 import pymysql
+from pymysql.connections import _pack_int24
 from pymysql.constants import CLIENT, COMMAND
 
 __all__ = ["Handshake", "PipelineRefused", "known"]
@@ -136,10 +137,11 @@ class Handshake:
             type(conn).write_packet(conn, payload)
             return
         self.sent = _set_names(conn)
-        # PyMySQL's framing (write_packet, then _execute_command's), in one write.
+        # PyMySQL's framing (write_packet's, then _execute_command's), in one write.
         seq = conn._next_seq_id
+        packet = _pack_int24(len(payload)) + bytes([seq]) + payload
         command = struct.pack("<iB", len(self.sent) + 1, COMMAND.COM_QUERY) + self.sent
-        conn._write_bytes(_frame(payload, seq) + command)
+        conn._write_bytes(packet + command)
         conn._next_seq_id = (seq + 1) % 256
 
     def execute_command(self, command: int, sql: str | bytes) -> None:
@@ -166,10 +168,6 @@ def _set_names(conn: Any) -> bytes:
     if conn.collation:
         query += f" COLLATE {conn.collation}"
     return query.encode(conn.encoding)
-
-
-def _frame(payload: bytes, seq: int) -> bytes:
-    return struct.pack("<I", len(payload))[:3] + bytes([seq]) + payload
 
 
 def known(host: str, port: int, user: str) -> bool:
