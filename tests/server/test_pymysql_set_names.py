@@ -5,6 +5,7 @@ that changed plugin is connected again the usual way."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import time
@@ -16,6 +17,7 @@ import pymysql
 import pytest
 from connect_support import registered, whoami
 
+import clusterdb
 from clusterdb import registry
 from clusterdb.drivers import pymysql_names
 from clusterdb.drivers.base import DriverAdapter
@@ -205,3 +207,34 @@ def test_a_pymysql_that_asks_for_no_set_names_gets_a_clean_connection(
             finally:
                 conn.close()
         assert pymysql_names._disabled
+
+
+def test_threads_connecting_at_once_each_get_a_whole_connection(
+    mariadb_cluster: MariaDBCluster,
+) -> None:
+    """16 threads, 15 connects each, through clusterdb.connect(): every connection answers
+    its own first query (no answer meant for another statement, no hook left behind), with the
+    charset PyMySQL set, and the servers are known afterwards (later connects send along)."""
+    threads, rounds = 16, 15
+    with registered(mariadb_cluster) as name:
+        cluster = registry.get(name)
+
+        def work(_: int) -> list[tuple[Any, ...]]:
+            rows = []
+            for i in range(rounds):
+                conn = clusterdb.connect(name)
+                try:
+                    assert "write_packet" not in vars(conn)
+                    cur = conn.cursor()
+                    cur.execute("SELECT %s, @@character_set_client", (i,))
+                    rows.append(cur.fetchone())
+                finally:
+                    conn.close()
+            return rows
+
+        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+            results = list(pool.map(work, range(threads)))
+        assert results == [[(i, "utf8mb4") for i in range(rounds)]] * threads
+        for node in mariadb_cluster.nodes:
+            kwargs = cluster.target(node.name).kwargs
+            assert pymysql_names.known(kwargs["host"], kwargs["port"], kwargs["user"])
