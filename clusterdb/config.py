@@ -208,8 +208,8 @@ class ClusterOptions:
     monitor: bool = True
     """Run the background monitor for this cluster."""
     pipeline_handshake: bool = True
-    """PyMySQL: send ``SET NAMES`` in the same write as the handshake response once a server
-    is known to authenticate in one step (one round trip fewer per connect)."""
+    """PyMySQL: send ``SET NAMES`` (and ``SET AUTOCOMMIT`` when needed) in the same write as
+    the handshake response once a server is known to authenticate in one step."""
     selection: SelectionPolicy = field(default_factory=SelectionPolicy)
     hedge: HedgePolicy = field(default_factory=HedgePolicy)
     backoff: Backoff = field(default_factory=Backoff)

@@ -1,31 +1,36 @@
-"""PyMySQL's ``SET NAMES`` sent in the same write as its handshake response, where that is safe.
+"""PyMySQL's first statements sent in the same write as its handshake response, where safe.
 
 PyMySQL (>= 1.1) answers the server's greeting, waits for the authentication's OK, then sends
-``SET NAMES`` and waits for its OK: two round trips after the greeting. A MySQL or MariaDB
-server reads nothing after the handshake response until it has finished authenticating, then
-reads the next command, so a command written right behind the response is simply the first
-command of the session: one round trip fewer (measured on loopback MariaDB 10.11: 10 µs of a
-0.14 ms connect with CPUs held polling, 55 µs of 0.29 ms with CPUs allowed to sleep). The
-connection is then what PyMySQL would have made: the same statement, in the same order, the
-same object.
+``SET NAMES`` and waits for its OK, then, when the server's autocommit default is not the mode
+asked for (PyMySQL's default ``autocommit=False`` against a server's default on),
+``SET AUTOCOMMIT`` and waits again. A MySQL or MariaDB server reads nothing after the
+handshake response until it has finished authenticating, then reads the next command, so
+commands written right behind the response are simply the first commands of the session: one
+or two round trips fewer (measured on loopback MariaDB 10.11 with CPUs held polling: 10 µs of
+a 0.14 ms connect for SET NAMES; 55 µs of 0.29 ms with CPUs allowed to sleep). The connection
+is then what PyMySQL would have made: the same statements, in the same order, the same object.
 
 This holds only when authentication takes one step: the server answers the response with OK
 or an error. A server that asks for more (an auth switch to another plugin, or more data as
-caching_sha2_password's full authentication does) would read the command as the client's
-answer. So the command goes along only when all of these hold:
+caching_sha2_password's full authentication does) would read a command as the client's
+answer. So commands go along only when all of these hold:
 
 * the greeting names ``mysql_native_password`` (or no plugin), and no TLS is negotiated;
-* a handshake with this server, port and user already took one step in this process (learned
-  on the first connect, which goes the usual way);
-* PyMySQL, when it then asks for ``SET NAMES``, asks for exactly the statement sent (if it
-  asks for another, or for none, the connection is closed and made again the usual way, and
-  nothing is sent along again in this process);
+* a handshake with this server, port and user, in this autocommit mode, already took one step
+  in this process (learned on the first connect, which goes the usual way, along with whether
+  PyMySQL then asked for ``SET AUTOCOMMIT``); nothing else is ever sent along (an
+  ``init_command`` could have effects that a connection made again would repeat);
+* PyMySQL then asks for exactly the statements sent. If it asks for another, or for fewer,
+  the connection is closed (an answer left unread would answer the caller's first query) and
+  made again the usual way: when ``SET NAMES`` itself was not asked for, PyMySQL is not the
+  one this module knows, and nothing is sent along again in this process; otherwise the
+  server's autocommit default changed, and the server is learned afresh;
 * the cluster's ``pipeline_handshake`` option is on (the default): turn it off for something
   in front of the servers that cannot take a command arriving with the handshake response.
 
 If the account changed plugin since (``ALTER USER ... IDENTIFIED VIA ed25519``), PyMySQL's
 answer to the server's switch request is where :class:`PipelineRefused` is raised, before the
-answer is sent: the caller connects again the usual way, and the target is forgotten. The
+answer is sent: the caller connects again the usual way, and the server is forgotten. The
 server sees one handshake that failed (counted like any failed handshake, and reset by the
 next success). A wrong password gets the server's error, as without this.
 """
@@ -45,8 +50,14 @@ __all__ = ["Handshake", "PipelineRefused", "known"]
 
 log = logging.getLogger("clusterdb")
 
-# Servers (host, port, user) whose handshake took one step; set and discard are atomic.
-_one_step: set[tuple[str, int, str]] = set()
+# (host, port, user, autocommit mode) whose handshake took one step -> what PyMySQL asked for
+# right after SET NAMES that is sent along with it too: SET AUTOCOMMIT when the server's
+# default is not the mode, or nothing. Item assignment and pop are atomic.
+_learned: dict[tuple[str, int, str, Any], tuple[bytes, ...]] = {}
+
+# What PyMySQL may ask for right after SET NAMES that is safe to send along (no side effect to
+# repeat should the connection be made again): its autocommit mode, when the server's differs.
+_AUTOCOMMIT = frozenset({b"SET AUTOCOMMIT = 0", b"SET AUTOCOMMIT = 1"})
 
 _ONE_STEP_PLUGINS = frozenset({"", "mysql_native_password"})
 
@@ -56,8 +67,9 @@ _AFTER_ONE_STEP = 3
 
 
 class PipelineRefused(Exception):
-    """The server wanted more than one authentication step after ``SET NAMES`` was sent along:
-    this connection is lost; connect again without sending it along."""
+    """Statements were sent along and the handshake went otherwise (the server wanted more
+    than one authentication step, or PyMySQL asked for other statements): this connection is
+    lost; connect again without sending anything along."""
 
 
 # True once PyMySQL asked for another statement than the one sent, or for none: its handshake
@@ -82,9 +94,11 @@ class Handshake:
     def __init__(self, conn: Any, allowed: bool = True) -> None:
         self.conn = conn
         self.allowed = allowed  # the cluster's pipeline_handshake option
-        self.key = (str(conn.host), int(conn.port), str(conn.user))
-        self.sent: bytes | None = None  # the statement sent along, if any
-        self.answered = False  # PyMySQL asked for it, and reads its answer
+        self.key = (str(conn.host), int(conn.port), str(conn.user), conn.autocommit_mode)
+        self.sent: tuple[bytes, ...] = ()  # the statements sent along
+        self.answered = 0  # how many of them PyMySQL asked for (it reads their answers)
+        self.seen: list[bytes] = []  # what PyMySQL asked for first, when nothing was sent along
+        self.one_step = False  # and whether authentication had taken one step by then
         self.writes = 0
 
     def __enter__(self) -> Handshake:
@@ -99,67 +113,98 @@ class Handshake:
         tb: TracebackType | None,
     ) -> None:
         self._unhook()
-        if kind is None and self.sent is not None and not self.answered:
-            # Connected without PyMySQL asking for SET NAMES: its answer would be read as the
-            # answer to the caller's first query.
-            _disable()
-            self.conn._force_close()
-            raise PipelineRefused("PyMySQL did not ask for SET NAMES")
+        if kind is not None:
+            return
+        if self.answered < len(self.sent):
+            # Connected without PyMySQL asking for every statement sent along: an answer left
+            # unread would be read as the answer to the caller's first query.
+            self._refuse("PyMySQL asked for fewer statements")
+        if not self.sent:
+            self._learned_now()
 
     def _unhook(self) -> None:
         self.conn.__dict__.pop("write_packet", None)
         self.conn.__dict__.pop("_execute_command", None)
 
-    def _may_send_along(self) -> bool:
+    def _refuse(self, why: str) -> None:
+        """Lose this connection for one made the usual way. Nothing more is sent along to this
+        server; with PyMySQL asking for something else than SET NAMES first, nothing at all."""
+        _learned.pop(self.key, None)
+        if self.answered == 0:
+            _disable()
+        self.conn._force_close()
+        raise PipelineRefused(why)
+
+    def _statements(self) -> tuple[bytes, ...]:
+        """What to send along now (nothing when it may not be)."""
         conn = self.conn
-        return (
-            self.allowed
-            and not _disabled
-            and self.key in _one_step
-            and not (conn.ssl and conn.server_capabilities & CLIENT.SSL)  # no TLS to come
-            and conn._auth_plugin_name in _ONE_STEP_PLUGINS
-        )
+        if (
+            not self.allowed
+            or _disabled
+            or (conn.ssl and conn.server_capabilities & CLIENT.SSL)  # TLS to come
+            or conn._auth_plugin_name not in _ONE_STEP_PLUGINS
+        ):
+            return ()
+        after = _learned.get(self.key)
+        return () if after is None else (_set_names(conn), *after)
 
     def write_packet(self, payload: bytes) -> None:
         conn = self.conn
         self.writes += 1
-        if self.writes > 1 and self.sent is not None:
+        if self.writes > 1 and self.sent:
             # An answer to a switch request or a request for more data: the server has taken
-            # the command for it already.
-            _one_step.discard(self.key)
+            # the first statement for it already.
+            _learned.pop(self.key, None)
             log.info(
                 "clusterdb: %s:%s wanted more than one authentication step for user %s; "
                 "connecting again without sending SET NAMES along",
-                *self.key,
+                *self.key[:3],
             )
             raise PipelineRefused(f"{self.key[0]}:{self.key[1]}: authentication took more steps")
-        if self.writes > 1 or not self._may_send_along():
+        self.sent = () if self.writes > 1 else self._statements()
+        if not self.sent:
             type(conn).write_packet(conn, payload)
             return
-        self.sent = _set_names(conn)
         # PyMySQL's framing (write_packet's, then _execute_command's), in one write.
         seq = conn._next_seq_id
-        packet = _pack_int24(len(payload)) + bytes([seq]) + payload
-        command = struct.pack("<iB", len(self.sent) + 1, COMMAND.COM_QUERY) + self.sent
-        conn._write_bytes(packet + command)
+        packets = [_pack_int24(len(payload)) + bytes([seq]) + payload]
+        for sql in self.sent:
+            packets.append(struct.pack("<iB", len(sql) + 1, COMMAND.COM_QUERY) + sql)
+        conn._write_bytes(b"".join(packets))
         conn._next_seq_id = (seq + 1) % 256
 
     def execute_command(self, command: int, sql: str | bytes) -> None:
         conn = self.conn
-        self._unhook()  # the handshake is over: later commands go straight to PyMySQL
-        if self.sent is None:
-            if conn._next_seq_id == _AFTER_ONE_STEP and self.writes == 1 and not conn._secure:
-                _one_step.add(self.key)
-            else:
-                _one_step.discard(self.key)
-            conn._execute_command(command, sql)
-            return
         asked = sql.encode(conn.encoding) if isinstance(sql, str) else sql
-        if command != COMMAND.COM_QUERY or asked != self.sent:
-            _disable()
-            raise PipelineRefused("PyMySQL asked for another first statement")
-        self.answered = True
-        conn._next_seq_id = 1  # as if PyMySQL had sent it: its OK comes as packet 1
+        if self.sent:
+            if command != COMMAND.COM_QUERY or asked != self.sent[self.answered]:
+                self._unhook()
+                self._refuse("PyMySQL asked for another statement")
+            self.answered += 1
+            if self.answered == len(self.sent):
+                self._unhook()  # later commands go straight to PyMySQL
+            conn._next_seq_id = 1  # as if PyMySQL had sent it: its answer comes as packet 1
+            return
+        self._learn(command, asked)
+        type(conn)._execute_command(conn, command, sql)
+
+    def _learn(self, command: int, asked: bytes) -> None:
+        """Note what PyMySQL asks for first after a handshake that sent nothing along."""
+        conn = self.conn
+        if not self.seen:
+            self.one_step = conn._next_seq_id == _AFTER_ONE_STEP and self.writes == 1
+        self.seen.append(asked if command == COMMAND.COM_QUERY else b"")
+        if len(self.seen) == 2:
+            self._unhook()
+
+    def _learned_now(self) -> None:
+        """After a handshake that sent nothing along and succeeded: what to send along next."""
+        seen, conn = self.seen, self.conn
+        if seen and self.one_step and not conn._secure and seen[0] == _set_names(conn):
+            then = seen[1:2]  # SET AUTOCOMMIT, when PyMySQL asked for it next
+            _learned[self.key] = tuple(then) if then and then[0] in _AUTOCOMMIT else ()
+        else:
+            _learned.pop(self.key, None)
 
 
 def _set_names(conn: Any) -> bytes:
@@ -170,7 +215,7 @@ def _set_names(conn: Any) -> bytes:
     return query.encode(conn.encoding)
 
 
-def known(host: str, port: int, user: str) -> bool:
-    """Whether a handshake with ``user`` at ``host:port`` took one step in this process, so
-    that the next one sends SET NAMES along."""
-    return (host, port, user) in _one_step
+def known(host: str, port: int, user: str, autocommit: Any = False) -> bool:
+    """Whether a handshake with ``user`` at ``host:port``, for that autocommit mode (PyMySQL's
+    default: False), took one step in this process, so that the next sends SET NAMES along."""
+    return (host, port, user, autocommit) in _learned

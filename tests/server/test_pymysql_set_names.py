@@ -52,22 +52,34 @@ def timed_start(adapter: DriverAdapter, target: Any, **overrides: Any) -> tuple[
     return time.monotonic() - began, conn
 
 
-def test_set_names_goes_along_once_the_server_is_known(mariadb_cluster: MariaDBCluster) -> None:
+@pytest.mark.parametrize(
+    ("autocommit", "usual"),
+    # False (PyMySQL's default) differs from the server's: PyMySQL sends SET AUTOCOMMIT too.
+    [(True, 5), (False, 7)],
+    ids=["autocommit-as-the-server", "autocommit-off"],
+)
+def test_set_names_goes_along_once_the_server_is_known(
+    mariadb_cluster: MariaDBCluster, autocommit: bool, usual: int
+) -> None:
     """Through a proxy adding DELAY per chunk and direction: the first handshake waits for the
-    greeting, the authentication's OK and SET NAMES' OK (five delays at least); once known,
-    SET NAMES goes with the handshake response, and the connect takes three."""
+    greeting, the authentication's OK, SET NAMES' OK and, when the server's autocommit is not
+    the one asked for, SET AUTOCOMMIT's OK (five or seven delays at least); once known, those
+    statements go with the handshake response, and the connect takes three."""
     node = mariadb_cluster.nodes[0]
     with Proxy(node.host, node.port) as proxy:
         proxy.set_delay(DELAY)
         with adapter_and_target(mariadb_cluster, proxy.port) as (adapter, target):
-            first, conn = timed_start(adapter, target)
+            first, conn = timed_start(adapter, target, autocommit=autocommit)
             conn.close()
-            assert first >= 5 * DELAY
-            second, conn = timed_start(adapter, target, autocommit=True)
+            assert first >= usual * DELAY
+            second, conn = timed_start(adapter, target, autocommit=autocommit)
             try:
-                assert second < 4 * DELAY, f"{second:.3f} s: SET NAMES was not sent along"
+                assert second < 4 * DELAY, f"{second:.3f} s: nothing was sent along"
                 assert whoami(mariadb_cluster, conn) == node.name
-                assert conn.get_autocommit() is True
+                assert conn.get_autocommit() is autocommit
+                cur = conn.cursor()
+                cur.execute("SELECT @@autocommit")
+                assert cur.fetchone() == (int(autocommit),)
             finally:
                 conn.close()
 
@@ -194,8 +206,9 @@ def test_a_pymysql_that_asks_for_no_set_names_gets_a_clean_connection(
     the connect made again the usual way, and nothing is sent along from then on."""
     node = mariadb_cluster.nodes[0]
     with adapter_and_target(mariadb_cluster, node.proxy_port) as (adapter, target):
-        adapter.start(target, {}, 5.0, 2.0).close()
-        assert pymysql_names.known(target.kwargs["host"], node.proxy_port, target.kwargs["user"])
+        adapter.start(target, {"autocommit": autocommit}, 5.0, 2.0).close()
+        host, user = target.kwargs["host"], target.kwargs["user"]
+        assert pymysql_names.known(host, node.proxy_port, user, autocommit)
         monkeypatch.setattr(pymysql_names, "_disabled", False)  # put back after the test
         monkeypatch.setattr(pymysql.connections.Connection, "set_character_set", lambda *a: None)
         for _ in range(2):
@@ -238,3 +251,31 @@ def test_threads_connecting_at_once_each_get_a_whole_connection(
         for node in mariadb_cluster.nodes:
             kwargs = cluster.target(node.name).kwargs
             assert pymysql_names.known(kwargs["host"], kwargs["port"], kwargs["user"])
+
+
+def test_a_server_whose_autocommit_default_changed_is_learned_again(
+    mariadb_cluster: MariaDBCluster,
+) -> None:
+    """Known to want SET AUTOCOMMIT = 0 after SET NAMES (PyMySQL's default mode, the server's
+    default on), then the server's default turns off: PyMySQL no longer asks for it, so that
+    connection is made again the usual way (its answer would have gone to the caller's first
+    query), and the server is learned afresh; nothing is turned off for other servers."""
+    node = mariadb_cluster.nodes[0]
+    with adapter_and_target(mariadb_cluster, node.proxy_port) as (adapter, target):
+        host, user = target.kwargs["host"], target.kwargs["user"]
+        adapter.start(target, {}, 5.0, 2.0).close()
+        assert pymysql_names.known(host, node.proxy_port, user)
+        mariadb_cluster.execute(node, "SET GLOBAL autocommit = 0")  # not replicated
+        try:
+            for _ in range(2):
+                conn = adapter.start(target, {}, 5.0, 2.0)
+                try:
+                    cur = conn.cursor()
+                    cur.execute("SELECT 6 * 7, @@autocommit")
+                    assert cur.fetchone() == (42, 0)
+                finally:
+                    conn.close()
+            assert pymysql_names.known(host, node.proxy_port, user)
+            assert not pymysql_names._disabled
+        finally:
+            mariadb_cluster.execute(node, "SET GLOBAL autocommit = 1")
