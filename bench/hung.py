@@ -34,7 +34,6 @@ __all__ = ["run_hung"]
 TIMEOUT = 2  # seconds: psycopg's minimum connect_timeout
 GOAL_VS_HEALTHY = 1.5
 GOAL_VS_PEERS = 100.0
-_PEER_WAIT = 2 * TIMEOUT  # a sequential peer waits out the driver timeout on each hung host
 
 
 @contextlib.contextmanager
@@ -112,10 +111,11 @@ def run_hung(ctx: Ctx, driver: str) -> ScenarioResult:
                 )  # fmt: skip
         else:
             peer_fns["pymysql loop over hosts"] = lambda: peers.pymysql_loop(hosts, common)
+        peer_wait = len(hung) * TIMEOUT  # a sequential peer waits out each hung host in turn
         healthy: list[float] = []
         for who in spread({"clusterdb": c.h_healthy, "pause": c.h_peer * len(peer_fns)}):
             if who == "pause":
-                time.sleep(_PEER_WAIT)  # what each sequential peer's run will take
+                time.sleep(peer_wait)  # what each sequential peer's run will take
             else:
                 healthy.append(_timed_ms(lambda: clusterdb.connect(name)))
         samples: dict[str, list[float]] = {"clusterdb": [], **{p: [] for p in peer_fns}}
@@ -140,7 +140,7 @@ def run_hung(ctx: Ctx, driver: str) -> ScenarioResult:
     )
     result.notes.append(
         f"clusterdb's healthy baseline was timed between {c.h_peer * len(peer_fns)} pauses of "
-        f"{_PEER_WAIT} s, as its steady state between the sequential peers' runs"
+        f"{peer_wait} s, as its steady state between the sequential peers' runs"
     )
     result.add("clusterdb healthy (same path)", "ms", healthy)
     result.add("clusterdb first connect after hang", "ms", first, "fresh cluster each time")

@@ -8,8 +8,9 @@ connection once it is open (PyMySQL applies them lazily, on the next read or wri
 PyMySQL 1.2 builds an SSL context on every connect unless ``ssl_disabled=True`` (its
 "preferred" mode); clusterdb leaves the caller's SSL settings exactly as given.
 
-Once a server is known to authenticate in one step, PyMySQL's ``SET NAMES`` goes out in the
-same write as the handshake response (:mod:`clusterdb.drivers.pymysql_names`).
+Once a server is known to authenticate in one step, PyMySQL's ``SET NAMES`` (and its
+``SET AUTOCOMMIT`` when needed) goes out in the same write as the handshake response
+(:mod:`clusterdb.drivers.pymysql_names`).
 """
 
 from __future__ import annotations
@@ -103,10 +104,11 @@ def _unconnected(merged: Mapping[str, Any], timeout: float) -> tuple[Any, Any, A
 def _handshake(
     conn: Any, sock: socket.socket, read_timeout: Any, write_timeout: Any, pipeline: bool = True
 ) -> Any:
-    """PyMySQL's own handshake on a socket whose server has spoken, with its ``SET NAMES`` sent
-    along where that is safe and ``pipeline`` allows (see
+    """PyMySQL's own handshake on a socket whose server has spoken, with its first statements
+    sent along where that is safe and ``pipeline`` allows (see
     :mod:`clusterdb.drivers.pymysql_names`). Raises
-    :class:`~clusterdb.drivers.pymysql_names.PipelineRefused` when the server wanted more."""
+    :class:`~clusterdb.drivers.pymysql_names.PipelineRefused` when the handshake went
+    otherwise: the connection is lost, and the caller connects again the usual way."""
     conn.host_info = f"socket {conn.host}:{conn.port}"
     with pymysql_names.Handshake(conn, pipeline):
         conn.connect(sock)  # closes the socket when it fails
