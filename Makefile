@@ -15,6 +15,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check $(SOURCES)
 	$(VENV)/bin/ruff format --check $(SOURCES)
 	$(VENV)/bin/mypy $(SOURCES)
+	$(VENV)/bin/lint-imports
+	$(PY) scripts/check-module-size.py
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit

@@ -191,7 +191,7 @@ def warm(name: str, count: int, after: Callable[[Any], None] | None = None) -> i
     more (up to ``10 * count``) while a node is still on trial (it has an estimate and has
     served no connection yet, see ``SelectionPolicy``): a trial belongs to the learning, not to
     the steady state. Returns how many connects it made."""
-    from clusterdb import registry
+    from clusterdb.runtime import registry
 
     cluster = registry.get(name)
     policy = cluster.options.selection

@@ -76,7 +76,7 @@ def _favourites(ctx: Ctx, driver: str, name: str) -> list[RemoteNode]:
     return [cl.node(n) for n in names]
 
 
-def run_hung(ctx: Ctx, driver: str) -> ScenarioResult:
+def run_hung(ctx: Ctx, driver: str) -> ScenarioResult:  # noqa: PLR0915  (to split)
     c = ctx.counts
     cl = ctx.cluster(driver)
     settings = peers.driver_settings(driver, hung=True, timeout=TIMEOUT)

@@ -20,7 +20,7 @@ from bench.common import Ctx, log, settle, warm
 from bench.connect import best_node
 from bench.model import ScenarioResult
 from bench.stats import median, percentile
-from clusterdb.description import ClusterDescription, NodeDescription
+from clusterdb.core.description import ClusterDescription, NodeDescription
 
 __all__ = ["description", "run_scale", "run_selection"]
 
@@ -136,7 +136,7 @@ def description(n: int, seed: int = 1) -> ClusterDescription:
 
 def run_selection(ctx: Ctx) -> ScenarioResult:
     """Microseconds per ``selection.plan()`` call on 3, 30 and 300 nodes (role "any")."""
-    from clusterdb import selection
+    from clusterdb.core import selection
 
     c = ctx.counts
     result = ScenarioResult(

@@ -21,9 +21,9 @@ import logging
 import threading
 from typing import Any
 
-from clusterdb import racer, registry, stats, workers
+from clusterdb import stats
 from clusterdb.config import cluster_from_kwargs, load_file
-from clusterdb.description import WantedRole
+from clusterdb.core.description import WantedRole
 from clusterdb.errors import (
     AllNodesFailed,
     ConfigError,
@@ -34,6 +34,7 @@ from clusterdb.errors import (
     OperationalError,
     UnknownClusterError,
 )
+from clusterdb.runtime import racer, registry, workers
 
 __all__ = [
     "AllNodesFailed",
@@ -124,7 +125,7 @@ def close(timeout: float = 1.0) -> bool:
     attempts still in flight; True when none is left. Clusters stay registered and connect()
     keeps working; the monitor starts again on use.
     """
-    from clusterdb import monitor
+    from clusterdb.runtime import monitor
 
     return monitor.stop_monitor(timeout)
 

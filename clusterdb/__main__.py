@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clusterdb.cli import main
+from clusterdb.tools.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -19,8 +19,6 @@ clause looks only at real base classes, which is why this is a subclass and not 
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Mapping
 
 __all__ = [
@@ -113,24 +111,16 @@ class NoSuitableNode(OperationalError):
 
 
 _bound: dict[tuple[type[Exception], type[Exception]], type[Exception]] = {}
-_bound_lock = threading.Lock()
 
 
 def bind_to_driver(cls: type[OperationalError], driver_error: type[Exception]) -> type[Exception]:
-    """Return a subclass of both ``cls`` and the driver's ``OperationalError`` (cached)."""
+    """Return a subclass of both ``cls`` and the driver's ``OperationalError`` (cached).
+
+    No lock: ``dict.setdefault`` is atomic, so two threads racing here get the same class.
+    """
     key = (cls, driver_error)
-    with _bound_lock:
-        bound = _bound.get(key)
-        if bound is None:
-            bound = type(cls.__name__, (cls, driver_error), {"__module__": cls.__module__})
-            _bound[key] = bound
-        return bound
-
-
-def _after_fork_in_child() -> None:
-    # A thread of the parent may have held the lock at fork time; it does not exist here.
-    global _bound_lock
-    _bound_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+    bound = _bound.get(key)
+    if bound is None:
+        made = type(cls.__name__, (cls, driver_error), {"__module__": cls.__module__})
+        bound = _bound.setdefault(key, made)
+    return bound

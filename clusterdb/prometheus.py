@@ -30,7 +30,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         "pip install clusterdb[prometheus]"
     ) from exc
 
-from clusterdb.stats import ClusterStats, NodeStats
+from clusterdb.core.stats import ClusterStats, NodeStats
 
 __all__ = ["COUNTERS", "GAUGES", "LABELS", "ClusterdbCollector", "register_collector"]
 

@@ -44,8 +44,8 @@ from psycopg import (
 )
 from psycopg.rows import TupleRow
 
-from clusterdb import racer, registry
-from clusterdb.description import WantedRole
+from clusterdb.core.description import WantedRole
+from clusterdb.runtime import racer, registry
 
 __all__ = [
     "BINARY",

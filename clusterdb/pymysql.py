@@ -37,8 +37,8 @@ from pymysql import (
     Warning,
 )
 
-from clusterdb import racer, registry
-from clusterdb.description import WantedRole
+from clusterdb.core.description import WantedRole
+from clusterdb.runtime import racer, registry
 
 __all__ = [
     "BINARY",

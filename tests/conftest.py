@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import settings
 
-from clusterdb import workers
+from clusterdb.runtime import workers
 
 # CI (CI=true) runs the property tests on a fixed sequence of examples, so a run is
 # reproducible; local runs keep drawing new examples, which is where new bugs are found.

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from clusterdb.description import Role
+from clusterdb.core.description import Role
 
 if TYPE_CHECKING:
     from clusterdb.config import NodeEntry

@@ -14,7 +14,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.errors import ConnectionTimeout
 from psycopg.waiting import Ready, Wait
 
-from clusterdb.description import Role
+from clusterdb.core.description import Role
 from clusterdb.drivers.base import (
     ConnectArgs,
     DriverAdapter,

@@ -29,7 +29,8 @@ import pymysql
 import pymysql.cursors
 from pymysql.constants import CR, ER, SERVER_STATUS
 
-from clusterdb.description import Role
+from clusterdb.core.description import Role
+from clusterdb.core.dsn import parse_dsn
 from clusterdb.drivers import pymysql_names
 from clusterdb.drivers.base import (
     ConnectArgs,
@@ -39,7 +40,6 @@ from clusterdb.drivers.base import (
     needs_no_lookup,
     nothing,
 )
-from clusterdb.dsn import parse_dsn
 from clusterdb.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -58,7 +58,7 @@ def warm_up_until_first(name: str, first: str, connects: int = 100) -> None:
     estimated over twice as slow is outside it, so the next plan starts with ``first``, once
     the node is off trial (it has had the few connects a new estimate gets).
     """
-    from clusterdb import registry
+    from clusterdb.runtime import registry
 
     cluster = registry.get(name)
     policy = cluster.options.selection

@@ -19,7 +19,7 @@ from typing import Any
 from connect_support import whoami
 
 import clusterdb
-from clusterdb.description import WantedRole
+from clusterdb.core.description import WantedRole
 from clusterdb.stats import NodeStats
 from clusterdb.testing.cluster import Cluster, TestNode
 

@@ -19,7 +19,7 @@ import pytest
 from connect_support import settled, whoami
 
 import clusterdb
-from clusterdb import registry
+from clusterdb.runtime import registry
 from clusterdb.testing.cluster import Cluster
 from clusterdb.testing.mariadb import MariaDBCluster
 from clusterdb.testing.ports import free_port

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 import clusterdb
-from clusterdb.report import STATUS_HEADERS
 from clusterdb.stats import NodeStats
+from clusterdb.tools.report import STATUS_HEADERS
 
 PW_ENV = "CLUSTERDB_TEST_CLI_PASSWORD"
 CANARY = "Canary-9f3e1d-secret"

@@ -22,9 +22,9 @@ from pymysql.constants import SERVER_STATUS
 
 import clusterdb
 import clusterdb.pymysql
-from clusterdb import registry
 from clusterdb.drivers import pymysql as pymysql_driver
 from clusterdb.drivers.pymysql import PyMySQLAdapter
+from clusterdb.runtime import registry
 from clusterdb.testing.cluster import TestNode
 from clusterdb.testing.mariadb import MariaDBCluster
 from clusterdb.testing.ports import free_port

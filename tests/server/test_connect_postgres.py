@@ -22,9 +22,9 @@ from connect_support import (
 
 import clusterdb
 import clusterdb.psycopg
-from clusterdb import registry
 from clusterdb.drivers.base import Pending
 from clusterdb.drivers.psycopg import PsycopgAdapter
+from clusterdb.runtime import registry
 from clusterdb.testing.postgres import PostgresCluster
 
 pytestmark = pytest.mark.postgres

@@ -131,7 +131,7 @@ def _script(harness: Cluster, body: str, **options: object) -> str:
     head = f"""
         import json, os, sys, threading, time
         import clusterdb
-        from clusterdb import monitor
+        from clusterdb.runtime import monitor
         clusterdb.register("c", driver={harness.driver!r}, nodes={harness.node_specs()!r},
                            **{settings!r})
         def probes():

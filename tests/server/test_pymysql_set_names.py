@@ -18,9 +18,9 @@ import pytest
 from connect_support import registered, whoami
 
 import clusterdb
-from clusterdb import registry
 from clusterdb.drivers import pymysql_names
 from clusterdb.drivers.base import DriverAdapter
+from clusterdb.runtime import registry
 from clusterdb.testing.mariadb import MariaDBCluster
 from clusterdb.testing.proxy import Proxy
 

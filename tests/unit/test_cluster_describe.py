@@ -15,11 +15,11 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clusterdb.cluster import Cluster
 from clusterdb.config import cluster_from_kwargs
+from clusterdb.core.policies import SelectionPolicy
+from clusterdb.core.selection import rank
 from clusterdb.drivers.generic import GenericAdapter
-from clusterdb.policies import SelectionPolicy
-from clusterdb.selection import rank
+from clusterdb.runtime.cluster import Cluster
 
 NODES = ("a", "b", "c")
 

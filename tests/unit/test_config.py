@@ -20,8 +20,8 @@ from clusterdb.config import (
     load_file,
     parse_config,
 )
+from clusterdb.core.policies import Backoff, HedgePolicy, SelectionPolicy
 from clusterdb.errors import ConfigError
-from clusterdb.policies import Backoff, HedgePolicy, SelectionPolicy
 
 CANARY = "Canary-PW-9f3k"
 

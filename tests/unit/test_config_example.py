@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from clusterdb.config import CLUSTER_KEYS, NODE_KEYS, ROOT_KEYS, load_file
-from clusterdb.policies import Backoff, HedgePolicy, SelectionPolicy
+from clusterdb.core.policies import Backoff, HedgePolicy, SelectionPolicy
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 

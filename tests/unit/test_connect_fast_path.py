@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from clusterdb import racer, workers
-from clusterdb.cluster import Cluster
 from clusterdb.config import cluster_from_kwargs
 from clusterdb.drivers.base import ConnectArgs, nothing
 from clusterdb.drivers.generic import GenericAdapter
 from clusterdb.errors import AllNodesFailed
+from clusterdb.runtime import racer, workers
+from clusterdb.runtime.cluster import Cluster
 
 pytestmark = pytest.mark.usefixtures("no_thread_left")
 

@@ -16,11 +16,11 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 import clusterdb.psycopg
-from clusterdb.cluster import Cluster
 from clusterdb.config import NodeEntry, cluster_from_kwargs
 from clusterdb.drivers import get_adapter
 from clusterdb.drivers.base import Pending, needs_no_lookup
 from clusterdb.errors import ConfigError
+from clusterdb.runtime.cluster import Cluster
 
 
 def test_get_adapter_knows_drivers_by_name_and_module() -> None:

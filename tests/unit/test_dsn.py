@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clusterdb.dsn import format_conninfo, is_url, looks_like_dsn, parse_dsn
+from clusterdb.core.dsn import format_conninfo, is_url, looks_like_dsn, parse_dsn
 from clusterdb.errors import ConfigError
 
 

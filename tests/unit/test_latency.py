@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clusterdb.latency import DEFAULT_DECAY, LatencyEstimate
+from clusterdb.core.latency import DEFAULT_DECAY, LatencyEstimate
 
 
 def test_first_sample_sets_value_and_minimum() -> None:

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 import pytest
 
 from clusterdb.config import ClusterOptions
-from clusterdb.monitor import Monitor, get_monitor, stop_monitor
-from clusterdb.policies import Backoff
-from clusterdb.schedule import ProbeSchedule
+from clusterdb.core.policies import Backoff
+from clusterdb.core.schedule import ProbeSchedule
+from clusterdb.runtime.monitor import Monitor, get_monitor, stop_monitor
 
 
 @dataclass(eq=False)
@@ -198,7 +198,7 @@ _CHILD = textwrap.dedent(
     import os, sys, threading, time
     sys.path.insert(0, {tests!r})
     from test_monitor import StandIn, options, wait_for
-    from clusterdb.monitor import get_monitor
+    from clusterdb.runtime.monitor import get_monitor
 
     parent_cluster = StandIn("p", ("a",), options(heartbeat=0.05))
     get_monitor().watch(parent_cluster)

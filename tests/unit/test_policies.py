@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clusterdb.description import NodeDescription
-from clusterdb.policies import Backoff, HedgePolicy, SelectionPolicy
+from clusterdb.core.description import NodeDescription
+from clusterdb.core.policies import Backoff, HedgePolicy, SelectionPolicy
 
 
 def test_backoff_doubles_up_to_the_cap() -> None:

@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from clusterdb.cluster import Cluster
 from clusterdb.config import cluster_from_kwargs
-from clusterdb.description import Role
+from clusterdb.core.description import Role
+from clusterdb.core.selection import Plan
 from clusterdb.drivers.generic import GenericAdapter
 from clusterdb.errors import AllNodesFailed, Error
-from clusterdb.racer import race
-from clusterdb.selection import Plan
+from clusterdb.runtime.cluster import Cluster
+from clusterdb.runtime.racer import race
 
 NODES = ("a", "b", "c")
 

@@ -26,11 +26,11 @@ from test_racer import (
     totals,
 )
 
-from clusterdb.cluster import Cluster
+from clusterdb.core.selection import Plan
 from clusterdb.drivers.base import Pending
 from clusterdb.errors import AllNodesFailed
-from clusterdb.racer import race
-from clusterdb.selection import Plan
+from clusterdb.runtime.cluster import Cluster
+from clusterdb.runtime.racer import race
 
 pytestmark = pytest.mark.usefixtures("no_thread_left")
 

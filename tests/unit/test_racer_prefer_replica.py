@@ -14,8 +14,8 @@ from typing import Any
 
 from test_racer import Attempts, RoleAdapter, fail, hang, make_cluster, ok, run, settle, totals
 
-from clusterdb.cluster import Cluster
-from clusterdb.policies import HedgePolicy
+from clusterdb.core.policies import HedgePolicy
+from clusterdb.runtime.cluster import Cluster
 
 WAIT = 0.5
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from clusterdb.redact import MAX_LINE, Redactor, is_secret_key
+from clusterdb.core.redact import MAX_LINE, Redactor, is_secret_key
 
 SECRET = "s3cr3t-Canary!"
 

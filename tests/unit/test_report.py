@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from clusterdb.report import (
+from clusterdb.stats import ClusterStats, NodeStats
+from clusterdb.tools.report import (
     STATUS_HEADERS,
     ago,
     fmt_ms,
@@ -21,7 +22,6 @@ from clusterdb.report import (
     truncate,
     truncate_middle,
 )
-from clusterdb.stats import ClusterStats, NodeStats
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 

@@ -10,10 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clusterdb.description import ROLES, STATES, ClusterDescription, NodeDescription, WantedRole
-from clusterdb.latency import LatencyEstimate
-from clusterdb.policies import HedgePolicy, SelectionPolicy
-from clusterdb.selection import WANTED_ROLES, Plan, plan, rank
+from clusterdb.core.description import (
+    ROLES,
+    STATES,
+    ClusterDescription,
+    NodeDescription,
+    WantedRole,
+)
+from clusterdb.core.latency import LatencyEstimate
+from clusterdb.core.policies import HedgePolicy, SelectionPolicy
+from clusterdb.core.selection import WANTED_ROLES, Plan, plan, rank
 
 ALLOWED_ROLES = {
     "any": {"primary", "replica", "unknown"},

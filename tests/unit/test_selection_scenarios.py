@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from clusterdb.description import ClusterDescription, NodeDescription
-from clusterdb.policies import SelectionPolicy
-from clusterdb.selection import Plan, plan
+from clusterdb.core.description import ClusterDescription, NodeDescription
+from clusterdb.core.policies import SelectionPolicy
+from clusterdb.core.selection import Plan, plan
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 SEEDS = range(20)

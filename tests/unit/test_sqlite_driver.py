@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import clusterdb
-from clusterdb import registry
 from clusterdb.errors import AllNodesFailed, ConfigError, UnknownClusterError
+from clusterdb.runtime import registry
 
 
 @pytest.fixture

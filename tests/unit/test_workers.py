@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from clusterdb import workers
+from clusterdb.runtime import workers
 
 
 def run_and_wait(fn: object) -> None:

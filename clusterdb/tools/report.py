@@ -10,8 +10,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from clusterdb.redact import Redactor
-from clusterdb.stats import ClusterStats, NodeStats
+from clusterdb.core.redact import Redactor
+from clusterdb.core.stats import ClusterStats, NodeStats
 
 __all__ = [
     "STATUS_HEADERS",

@@ -24,22 +24,22 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from clusterdb import monitor
 from clusterdb.config import ClusterConfig, ClusterOptions, NodeEntry
-from clusterdb.description import (
+from clusterdb.core.description import (
     ClusterDescription,
     NodeDescription,
     NodeState,
     Role,
     WantedRole,
 )
+from clusterdb.core.latency import LatencyEstimate
+from clusterdb.core.redact import Redactor, is_secret_key
+from clusterdb.core.selection import Plan, Ranking, rank
+from clusterdb.core.stats import ClusterStats, NodeStats
 from clusterdb.drivers import ConnectArgs, DriverAdapter, get_adapter
 from clusterdb.errors import ConfigError, InterfaceError
-from clusterdb.latency import LatencyEstimate
-from clusterdb.prober import probe_node
-from clusterdb.redact import Redactor, is_secret_key
-from clusterdb.selection import Plan, Ranking, rank
-from clusterdb.stats import ClusterStats, NodeStats
+from clusterdb.runtime import monitor
+from clusterdb.runtime.probe import probe_node
 
 __all__ = ["Cluster"]
 

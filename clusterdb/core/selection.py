@@ -32,8 +32,8 @@ from itertools import permutations, product
 from types import MappingProxyType
 from typing import get_args
 
-from clusterdb.description import ClusterDescription, NodeDescription, Role, WantedRole
-from clusterdb.policies import HedgePolicy, SelectionPolicy
+from clusterdb.core.description import ClusterDescription, NodeDescription, Role, WantedRole
+from clusterdb.core.policies import HedgePolicy, SelectionPolicy
 
 __all__ = ["WANTED_ROLES", "Plan", "Ranking", "plan", "rank", "unfit_reason"]
 

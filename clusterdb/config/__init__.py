@@ -28,10 +28,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from clusterdb.dsn import looks_like_dsn, parse_dsn
+from clusterdb.core.dsn import looks_like_dsn, parse_dsn
+from clusterdb.core.policies import Backoff, HedgePolicy, SelectionPolicy
+from clusterdb.core.redact import Redactor, is_secret_key
 from clusterdb.errors import ConfigError
-from clusterdb.policies import Backoff, HedgePolicy, SelectionPolicy
-from clusterdb.redact import Redactor, is_secret_key
 
 __all__ = [
     "CLUSTER_KEYS",

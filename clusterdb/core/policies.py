@@ -9,7 +9,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from clusterdb.description import NodeDescription
+from clusterdb.core.description import NodeDescription
 
 __all__ = ["MIN_COST", "Backoff", "HedgePolicy", "SelectionPolicy"]
 

@@ -24,9 +24,9 @@ import weakref
 from collections.abc import Callable
 from typing import Protocol
 
-from clusterdb import workers
 from clusterdb.config import ClusterOptions
-from clusterdb.schedule import ProbeSchedule
+from clusterdb.core.schedule import ProbeSchedule
+from clusterdb.runtime import workers
 
 __all__ = ["Monitor", "Probed", "get_monitor", "stop_monitor"]
 

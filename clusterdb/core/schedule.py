@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from clusterdb.policies import Backoff
+from clusterdb.core.policies import Backoff
 
 __all__ = ["ProbeSchedule"]
 

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import TextIO, TypeVar
 
 import clusterdb
-from clusterdb import report
+from clusterdb.core.stats import ClusterStats
 from clusterdb.errors import ConfigError, UnknownClusterError
-from clusterdb.stats import ClusterStats
+from clusterdb.tools import report
 
 __all__ = ["check_cluster", "main", "probe_cluster"]
 
@@ -218,7 +218,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
-    from clusterdb import demo
+    from clusterdb.tools import demo
 
     return demo.run(fast=args.fast, out=out)
 

@@ -51,13 +51,13 @@ from functools import partial
 from time import monotonic
 from typing import Any, Literal
 
-from clusterdb import workers
-from clusterdb.cluster import Cluster
-from clusterdb.description import Role, WantedRole
+from clusterdb.core.description import Role, WantedRole
+from clusterdb.core.redact import Redactor
+from clusterdb.core.selection import WANTED_ROLES, Plan
 from clusterdb.drivers.base import Pending
 from clusterdb.errors import AllNodesFailed, ConfigError, NoSuitableNode, bind_to_driver
-from clusterdb.redact import Redactor
-from clusterdb.selection import WANTED_ROLES, Plan
+from clusterdb.runtime import workers
+from clusterdb.runtime.cluster import Cluster
 
 __all__ = ["Attempt", "connect", "race"]
 
@@ -288,7 +288,7 @@ class _Race:
             self._abandon()  # a no-op after giving up: the race is abandoned already
             raise
 
-    def _run(self, plan: Plan, begun: tuple[Any, float] | None) -> Any:
+    def _run(self, plan: Plan, begun: tuple[Any, float] | None) -> Any:  # noqa: C901, PLR0915  (to split)
         nodes, delays = plan.nodes, plan.hedge_delays
         self.nodes = nodes
         count = len(nodes)

@@ -28,8 +28,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
 import clusterdb
-from clusterdb import report
-from clusterdb.description import WantedRole
+from clusterdb.core.description import WantedRole
+from clusterdb.tools import report
 
 if TYPE_CHECKING:
     from clusterdb.testing import Cluster, TestNode
@@ -260,7 +260,7 @@ def run(fast: bool = False, out: TextIO | None = None) -> int:
         return 130
 
 
-def _run(fast: bool, out: TextIO) -> int:
+def _run(fast: bool, out: TextIO) -> int:  # noqa: PLR0915  (to split)
     try:
         from clusterdb.testing import PostgresCluster
     except ImportError as exc:

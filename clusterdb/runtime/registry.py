@@ -17,9 +17,9 @@ import logging
 import os
 import threading
 
-from clusterdb.cluster import Cluster
 from clusterdb.config import ClusterConfig
 from clusterdb.errors import InterfaceError, UnknownClusterError
+from clusterdb.runtime.cluster import Cluster
 
 __all__ = ["all_clusters", "get", "names", "register", "unregister"]
 

@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from clusterdb.cluster import Cluster
+    from clusterdb.runtime.cluster import Cluster
 
 __all__ = ["probe_node"]
 

@@ -1,0 +1,1 @@
+"""The runtime: locks, threads, clocks and I/O over the pure core."""

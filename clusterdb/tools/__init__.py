@@ -1,0 +1,1 @@
+"""Operator tools (CLI, report, demo); never imported by the library."""
