@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from clusterdb.config import ClusterConfig, ClusterOptions, NodeEntry
 from clusterdb.core.description import (
@@ -38,7 +38,6 @@ from clusterdb.core.selection import Plan, Ranking, rank
 from clusterdb.core.stats import ClusterStats, NodeStats
 from clusterdb.drivers import ConnectArgs, DriverAdapter, get_adapter
 from clusterdb.errors import ConfigError, InterfaceError
-from clusterdb.runtime import monitor
 from clusterdb.runtime.probe import probe_node
 
 __all__ = ["Cluster"]
@@ -190,6 +189,14 @@ class _Node:
         )
 
 
+class Watcher(Protocol):
+    """What watches a cluster in the background (the process's monitor)."""
+
+    def watch(self, cluster: Any) -> None: ...
+    def unwatch(self, cluster: Any) -> None: ...
+    def node_failed(self, cluster: Any, node: str) -> None: ...
+
+
 # (node, old state, new state, address, detail) of a transition, logged outside the lock.
 _Change = tuple[str, NodeState, NodeState, str, str]
 
@@ -209,7 +216,7 @@ class Cluster:
             self._nodes[entry.name] = _Node(entry, self._connect_args(index, entry))
         self._connects = 0
         self._failures = 0
-        self._watched_by: monitor.Monitor | None = None
+        self._watched_by: Watcher | None = None
         # Rankings kept between connects (see begin()): valid while the epoch stands, which
         # every change that can alter one ends, and while no attempt is pending anywhere.
         self._epoch = 0
@@ -454,8 +461,9 @@ class Cluster:
             change = self._set_state(n, "down", now, wall, line)
         log.debug("cluster %r: node %s failed: %s", self.name, node, line)
         self._log_change(change)
-        if change is not None and self._watched_by is not None:
-            self._watched_by.node_failed(self, node)
+        watcher = self._watched_by  # close() may clear it at any time
+        if change is not None and watcher is not None:
+            watcher.node_failed(self, node)
 
     def record_hedge(self, node: str, elapsed: float) -> None:
         """``node`` has not answered after ``elapsed`` s: rank it down now, not at its timeout."""
@@ -639,20 +647,19 @@ class Cluster:
         """Probe ``node`` now (connect, role, lag) and record it; True when it answered."""
         return probe_node(self, node)
 
-    def watch(self) -> None:
-        """Have the process's monitor watch this cluster (cheap once it does)."""
+    def watch(self, watcher: Watcher) -> None:
+        """Have ``watcher`` (the process's monitor) watch this cluster; cheap once it does."""
         if not self.config.options.monitor:
             return
-        current = monitor.get_monitor()
-        if self._watched_by is not current:  # first use, after close(), or in a forked child
-            current.watch(self)
-            self._watched_by = current
+        if self._watched_by is not watcher:  # first use, after close(), or in a forked child
+            watcher.watch(self)
+            self._watched_by = watcher
 
     def close(self) -> None:
         """Stop this cluster's background work (it is being unregistered or replaced)."""
-        # The monitor holds clusters weakly; unwatch() makes the end immediate.
-        monitor.get_monitor().unwatch(self)
-        self._watched_by = None
+        watcher, self._watched_by = self._watched_by, None
+        if watcher is not None:  # it holds clusters weakly; unwatch() makes the end immediate
+            watcher.unwatch(self)
 
     def after_fork_in_child(self) -> None:
         """In a forked child: the parent's attempt threads and lock holders do not exist."""

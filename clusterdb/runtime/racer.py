@@ -58,6 +58,7 @@ from clusterdb.drivers.base import Pending
 from clusterdb.errors import AllNodesFailed, ConfigError, NoSuitableNode, bind_to_driver
 from clusterdb.runtime import workers
 from clusterdb.runtime.cluster import Cluster
+from clusterdb.runtime.monitor import get_monitor
 
 __all__ = ["Attempt", "connect", "race"]
 
@@ -86,7 +87,7 @@ def connect(cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any]) -> 
     else:
         timeout = cluster.options.connect_timeout  # checked when the cluster was configured
     adapter = cluster.adapter
-    cluster.watch()
+    cluster.watch(get_monitor())
     chosen, desc = cluster.begin(wanted)
     if not chosen.nodes:
         cluster.record_outcome(False)
