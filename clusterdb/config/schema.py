@@ -19,18 +19,28 @@ from clusterdb.core.policies import Backoff, HedgePolicy, SelectionPolicy
 from clusterdb.errors import ConfigError
 
 __all__ = [
+    "CLUSTER_DRIVER_KEYS",
     "CLUSTER_KEYS",
     "NODE_KEYS",
+    "NODE_OWN_KEYS",
     "OPTIONS",
     "OPTION_KEYS",
     "PAIRS",
     "PASSWORD_KEYS",
+    "PASSWORD_REFERENCES",
     "POLICY_TYPES",
     "ROOT_KEYS",
     "Option",
     "Range",
+    "check_keys",
     "check_option",
     "check_pairs",
+    "check_str",
+    "check_table",
+    "cluster_prefix",
+    "join",
+    "kind",
+    "message_of",
 ]
 
 
@@ -108,7 +118,9 @@ POLICY_TYPES: Mapping[str, type] = {
 }
 """register() keywords taking a whole policy object (the option keys then adjust it)."""
 
-PASSWORD_KEYS = ("password", "password_env", "password_file")
+PASSWORD_REFERENCES = ("password_env", "password_file")
+"""Keys naming where a password is (a variable, a file), not the password itself."""
+PASSWORD_KEYS = ("password", *PASSWORD_REFERENCES)
 """The three ways to give a password, at most one per cluster or node."""
 
 OPTION_KEYS: frozenset[str] = frozenset({*OPTIONS, "password_env", "password_file", *POLICY_TYPES})
@@ -122,7 +134,7 @@ CLUSTER_KEYS: frozenset[str] = frozenset(
     {"driver", "nodes", "options", *CLUSTER_DRIVER_KEYS, *OPTIONS, *PASSWORD_KEYS}
 )
 """Keys of a ``[clusters.NAME]`` table."""
-NODE_OWN_KEYS: frozenset[str] = frozenset({"name", "host", "port", "dsn", *PASSWORD_KEYS[1:]})
+NODE_OWN_KEYS: frozenset[str] = frozenset({"name", "host", "port", "dsn", *PASSWORD_REFERENCES})
 """A node's keys that are clusterdb's; in a register() mapping, the rest go to the driver."""
 NODE_KEYS: frozenset[str] = frozenset({*NODE_OWN_KEYS, "options", "password"})
 """Keys of a ``[[clusters.NAME.nodes]]`` table."""

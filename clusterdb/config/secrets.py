@@ -13,15 +13,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from clusterdb.config.model import ClusterConfig
-from clusterdb.config.schema import PASSWORD_KEYS, join, kind, message_of
+from clusterdb.config.schema import PASSWORD_REFERENCES, join, kind, message_of
 from clusterdb.config.sources import password_from_env, password_from_file
 from clusterdb.core.redact import Redactor, is_secret_key
 from clusterdb.errors import ConfigError
 
 __all__ = ["Secrets", "add_password", "known_secrets", "secrets_kept_out"]
-
-_REFERENCES = frozenset(PASSWORD_KEYS[1:])
-"""Keys naming where a password is (a variable, a file), not the password itself."""
 
 
 class Secrets:
@@ -60,7 +57,7 @@ def _raw_values(data: object) -> Iterator[str]:
     """Every string under a secret-looking key anywhere in ``data`` (tables, lists, nodes)."""
     if isinstance(data, Mapping):
         for key, value in data.items():
-            if key in _REFERENCES:
+            if key in PASSWORD_REFERENCES:
                 continue
             if isinstance(key, str) and is_secret_key(key) and isinstance(value, str):
                 yield value
@@ -102,7 +99,7 @@ def add_password(
 
     At most one of the three ways may be used: a second is an error naming it.
     """
-    given = [k for k in PASSWORD_KEYS[1:] if own.get(k) is not None]
+    given = [k for k in PASSWORD_REFERENCES if own.get(k) is not None]
     if "password" in params:
         given.insert(0, "password")
     if len(given) > 1:
