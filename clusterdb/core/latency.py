@@ -1,27 +1,15 @@
 """Connect-latency estimates: Peak EWMA, a recent minimum, and a spike-tempered ranking value.
 
-Peak EWMA (Finagle, Linkerd, tower): a sample above the estimate replaces it at once, so a node
-that turns slow stops attracting connections quickly; a sample below it pulls it down by an
-amount that grows with the time since the last update, ``w = exp(-(now - last_update) /
-decay)``, ``value = value * w + sample * (1 - w)``, so one fast connect does not undo a
-slowdown, but after a quiet period a single good sample counts fully.
+* Peak EWMA (Finagle, Linkerd, tower): a sample at or above the estimate replaces it; a lower
+  one blends in with ``w = min(exp(-(now - last_update) / decay), 1 - alpha)``,
+  ``value = value * w + sample * (1 - w)``. A node that turns slow stops attracting
+  connections at once, one fast connect does not undo a slowdown, and ``alpha`` lets a lower
+  sample always count (connects are rarer and more uneven than the requests Peak EWMA was
+  made for).
+* :meth:`LatencyEstimate.value_at`, what selection ranks and hedges by:
+  ``sqrt(value * floor) * exp(-(now - last_update) / decay)``.
 
-Two additions, both driven by measurements (connect times of loopback PostgreSQL through
-proxies adding 0, +3 and +15 ms per round trip, replayed in order through selection, 100 runs
-of 200 sequential connects; issue 4 asks for >= 90 % on the fastest node):
-
-* A lower sample always moves :attr:`LatencyEstimate.value` at least ``alpha`` of the way
-  (``w <= 1 - alpha``; PyMongo's RTT average uses the same kind of weight, 0.2). Finagle sees
-  thousands of samples per decay period; connects are rarer and uneven: the preferred node
-  gets most samples, so with pure Peak EWMA its estimate is the worst of everything it saw in
-  the last ~10 s, while a rarely used node shows a typical sample.
-* :meth:`LatencyEstimate.value_at`, what selection ranks and hedges by, tempers a lone spike
-  with the node's own recent best (see there).
-
-Pure Peak EWMA put 84 % of connects on the fastest node (65 runs under 90 %); with both
-additions 97.5 % (none under 90 %), and 97.6 % with the CPU saturated by two busy loops.
-A node slowed by +30 ms per round trip still loses its connections after two hedged connects.
-
+Why the two additions to Peak EWMA, and the replays that chose them: docs/design/latency.md.
 All times are seconds; ``now`` is the caller's ``time.monotonic()``.
 """
 
@@ -117,18 +105,10 @@ class LatencyEstimate:
     def value_at(self, now: float) -> float | None:
         """The estimate to rank and hedge by at ``now`` (None before any information).
 
-        ``sqrt(value * floor)``, decayed toward zero since the last update:
-
-        * The geometric mean with :attr:`floor` tempers a lone spike: a node that answered in
-          6 ms, 6 ms, then 40 ms ranks as 15 ms, not 40 ms, so one scheduling hiccup does not
-          hand its connections to a node three times further away. It still rises at once,
-          and fully once the slowness repeats: the floor is the best of only the last
-          :attr:`settle` samples, and a hedge fired on the node (a lower bound) raises the
-          floor itself, so a hung node ranks at least as slow as it has been silent.
-        * Decay toward zero on read (Finagle, tower) is what brings back a node that turned
-          slow and so gets no samples: its estimate shrinks until it is tried again (at the
-          cost of one hedge delay if it is still slow). Every node decays at the same rate,
-          so an idle cluster keeps its ranking.
+        ``sqrt(value * floor) * exp(-(now - last_update) / decay)``. The geometric mean with
+        :attr:`floor` tempers a lone spike (6, 6, then 40 ms ranks as 15 ms) yet follows a
+        slowness that repeats; the decay brings back a slow node that gets no samples, and,
+        the same for every node, keeps an idle cluster's ranking.
         """
         if self.value is None or self.last_update is None:
             return None

@@ -1,6 +1,8 @@
 """Tuning policies as frozen values: reconnect backoff, hedge delay, latency window.
 
 Pure: randomness comes in as an injected :class:`random.Random`, nothing reads a clock.
+Each keeps its own invariants (ValueError on construction); the config keys that set them are
+checked before, with their key paths, by :mod:`clusterdb.config.schema`.
 """
 
 from __future__ import annotations
@@ -28,12 +30,10 @@ def _finite(value: float, what: str, *, low: float = 0.0, strict: bool = False) 
 class Backoff:
     """Capped exponential backoff with jitter, for probing a down node again.
 
-    ``delay(n) = min(cap, initial * factor ** (n - 1)) * (1 ± jitter)``. Modelled on urllib3's
-    frozen ``Retry`` and cassandra-driver's exponential reconnection policy (±15 % jitter), but
-    capped at 2 s instead of 600 s: scylladb #15112 shows a long cap leaving a recovered node
-    unused for a minute, and clusterdb promises a restarted node back within a few seconds.
-    A probe is one connect attempt, cheap enough to repeat every 2 s. The jitter keeps
-    thousands of processes that lost a node at the same moment from probing it in lockstep.
+    ``delay(n) = min(cap, initial * factor ** (n - 1)) * (1 ± jitter)`` after ``n``
+    consecutive failures. The short cap (2 s) brings a restarted node back within seconds; the
+    jitter keeps processes that lost a node together from probing it in lockstep
+    (docs/design/selection.md).
     """
 
     initial: float = 0.1
@@ -70,21 +70,15 @@ class Backoff:
 class HedgePolicy:
     """How long to wait on a node before also starting the next one.
 
-    ``delay = clamp(multiplier * latency, min_delay, max_delay)``; ``unknown_delay`` for a node
-    with no estimate. The delay must sit well above a healthy node's normal spread of connect
-    times, or healthy connects would often open a second, wasted server connection; yet a hung
-    node should cost milliseconds, not a driver timeout. Loopback PostgreSQL connects through a
-    proxy measured 6 ms median with a tail to 18 ms (34 ms under load); the estimate hedged on
-    (:meth:`~clusterdb.latency.LatencyEstimate.value_at`) already sits in the upper part of
-    that spread, so 3x it rarely fires by mistake: replaying the measured samples, connect()
-    opened 1.01 server connections per connection returned on a quiet machine and 1.03 with
-    the CPU saturated (the design allows 1.05). The 10 ms floor covers fast nodes whose
-    scheduling noise is as large as their latency; a hung node costs 3x its usual latency
-    (18-30 ms for a local node), and the 0.5 s ceiling bounds that for far nodes.
+    ``delay = clamp(multiplier * latency, min_delay, max_delay)``, ``latency`` being the
+    estimate hedged on (:meth:`~clusterdb.core.latency.LatencyEstimate.value_at`);
+    ``unknown_delay`` for a node with no estimate. Well above a healthy node's spread of
+    connect times (few wasted second connections), far below a driver timeout (a hung node
+    costs milliseconds); figures in docs/design/selection.md.
 
     ``max_delay`` is also how long a ``prefer-replica`` connect keeps a primary that answered
-    aside while a replica attempt may still answer (see :mod:`clusterdb.racer`): the longest
-    clusterdb waits on a silent node before settling for something else.
+    aside while a replica attempt may still answer: the longest clusterdb waits on a silent
+    node before settling for something else.
     """
 
     multiplier: float = 3.0
@@ -109,40 +103,17 @@ class HedgePolicy:
 class SelectionPolicy:
     """Which nodes share the connections: a latency window, then weights falling with cost.
 
-    A node's cost is ``latency * (pending + 1)`` (Peak EWMA's "x (in flight + 1)"), so a node
-    already busy with attempts looks slower. Candidates are the nodes whose cost is at most
-    ``fastest * (1 + window_ratio) + window_ms / 1000``: PyMongo's ``localThresholdMS`` with a
-    relative part, because connect latencies differ in scale (a loopback connect takes ~7 ms, a
-    cross-region one 100 ms, and "within 2 ms" means different things there). The candidates
-    are ordered by a weighted random draw, weights proportional to ``1 / cost **
-    weight_exponent``: equal nodes share evenly, a node twice as slow gets a quarter of the
-    share of the fastest, and the order after the first draw is the hedge order.
+    * ``cost = latency * (pending + 1)`` (Peak EWMA's "x (in flight + 1)"): a node busy with
+      attempts looks slower.
+    * Candidates: ``cost <= fastest * (1 + window_ratio) + window_ms / 1000``, relative and
+      absolute because connect latencies differ in scale from loopback to cross-region.
+    * Order: a weighted random draw, ``weight = 1 / cost ** weight_exponent``; the order after
+      the first draw is the hedge order.
+    * Trials: a node with an estimate that has served fewer than ``trial_serves`` connections
+      joins the window whatever its cost, with weight ``trial_weight``, so a node known only
+      from attempts measured on worker threads is judged on a connection it served.
 
-    Weights rather than PyMongo's "two at random, fewer in flight wins": connect() happens far
-    less often than queries, so in-flight counts are mostly zero and would make the choice
-    uniform; the latency is the signal that is actually there, and pending is already in cost.
-
-    Defaults: a healthy node's estimate wanders with its connect times (measured: loopback
-    PostgreSQL through a proxy, median 6 ms, 90th percentile 11-18 ms). The window must hold
-    nodes whose estimates differ by that noise (ratio 0.5), yet exclude a node a few round
-    trips further away: +3 ms per round trip is about +12 ms per connect (20-24 ms against 6),
-    outside the window unless the fastest's estimate is itself at a peak, and then the weights
-    still give the fastest the larger share. The 1 ms absolute part keeps nodes a fraction of a
-    millisecond apart (unix sockets, same host) from splitting hairs. Replaying measured
-    samples of nodes behind 0, +3 and +15 ms proxies, 97.5 % of 200 sequential connects went to
-    the fastest (lowest run of 100: 92 %); over three equal nodes the busiest took ~45 % on
-    average (33 % would be an even split: the estimates' noise makes the share uneven).
-
-    Trials: a node with an estimate that has served fewer than ``trial_serves`` connections
-    (returned by connect()) joins the window whatever its cost, with weight ``trial_weight``,
-    until it has. Its estimate then rests only on attempts measured on worker threads: a race
-    it lost or the monitor's probes, both of which wait for the GIL while the caller's thread
-    runs on (measured: 3-6 ms against 0.12 ms for an equal node, which then stayed out of the
-    window for the ~40 s its estimate took to decay). With a trial it serves one connection,
-    measured where connections are made, and is judged on that; a node that is really slower
-    costs that one connect, once. The weight sets how soon, not how many: 0.25 makes a trial
-    likely within a dozen connects, and keeps a burst of concurrent first connects mostly
-    elsewhere.
+    Why these defaults, and the replays behind them: docs/design/selection.md.
     """
 
     window_ms: float = 1.0

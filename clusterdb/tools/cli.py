@@ -16,13 +16,11 @@ config error (the message names the key path).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
 import sys
 import time
-import tomllib
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -30,8 +28,11 @@ from pathlib import Path
 from typing import TextIO, TypeVar
 
 import clusterdb
+from clusterdb.config import CONFIG_ENV, known_secrets, load_file
+from clusterdb.core.redact import Redactor
 from clusterdb.core.stats import ClusterStats
 from clusterdb.errors import ConfigError, UnknownClusterError
+from clusterdb.runtime import registry
 from clusterdb.tools import report
 
 __all__ = ["check_cluster", "main", "probe_cluster"]
@@ -95,61 +96,36 @@ def check_cluster(name: str, timeout: float, secrets: Iterable[str] = ()) -> tup
 
 
 def _config_path(option: str | None) -> Path:
-    path = option or os.environ.get("CLUSTERDB_CONFIG")
+    path = option or os.environ.get(CONFIG_ENV)
     if not path:
-        raise UsageError("no config file: pass -c FILE or set CLUSTERDB_CONFIG")
+        raise UsageError(f"no config file: pass -c FILE or set {CONFIG_ENV}")
     return Path(path)
 
 
-def _secrets_in(data: object) -> list[str]:
-    """Every password the config names (inline, from the environment or a file)."""
-    found: list[str] = []
-    if isinstance(data, dict):
-        for key, value in data.items():
-            if key == "password" and isinstance(value, str):
-                found.append(value)
-            elif key == "password_env" and isinstance(value, str):
-                found.append(os.environ.get(value, ""))
-            elif key == "password_file" and isinstance(value, str):
-                with contextlib.suppress(OSError):
-                    found.append(Path(value).read_text().strip())
-            else:
-                found.extend(_secrets_in(value))
-    elif isinstance(data, list):
-        for item in data:
-            found.extend(_secrets_in(item))
-    return [s for s in found if s]
+def _load(args: argparse.Namespace) -> tuple[list[str], tuple[str, ...]]:
+    """Load and register the config, then log (``-v``) scrubbed of its secrets; return
+    (cluster names to show, secrets to scrub).
 
-
-def _config_secrets(path: Path) -> list[str]:
-    # A second belt: output is scrubbed of the config's own passwords even if some message
-    # slipped past the library's redaction.
-    try:
-        with path.open("rb") as fh:
-            return _secrets_in(tomllib.load(fh))
-    except (OSError, tomllib.TOMLDecodeError):
-        return []
-
-
-def _load(option: str | None, wanted: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Load the config; return (cluster names to show, secrets to scrub)."""
-    path = _config_path(option)
+    The secrets are every one the library knows of the clusters loaded, whatever their source
+    (inline, environment, a file relative to the config, a node's DSN, ``options``): output
+    is scrubbed of them too, a second belt should a message slip past the library.
+    """
+    path = _config_path(args.config)
     if not path.is_file():
         raise UsageError(f"config file not found: {path}")
-    secrets = _config_secrets(path)
     try:
-        loaded = clusterdb.load_config(str(path))
+        configs = load_file(path)  # its errors are scrubbed of every secret the file holds
+        for config in configs:
+            registry.register(config)
     except ConfigError as exc:
-        raise UsageError(f"config error: {report.scrub(str(exc), secrets)}") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read config {path}: {exc}") from None
-    known = list(loaded)
-    if not known:
-        raise UsageError(f"config {path} defines no cluster ([clusters.NAME])")
-    for name in wanted:
+        raise UsageError(f"config error: {report.scrub(str(exc))}") from None
+    known = [config.name for config in configs]
+    for name in args.clusters:
         if name not in known:
             raise UsageError(str(UnknownClusterError(name, tuple(known))))
-    return (list(wanted) or known), secrets
+    secrets = known_secrets(configs)
+    _setup_logging(args.verbose, secrets)
+    return (list(args.clusters) or known), secrets
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -186,7 +162,7 @@ def _status_once(
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
-    names, secrets = _load(args.config, args.clusters)
+    names, secrets = _load(args)
     if args.watch is None:
         _status_once(names, args.timeout, args.json, secrets, out)
         return EXIT_OK
@@ -206,7 +182,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
-    names, secrets = _load(args.config, args.clusters)
+    names, secrets = _load(args)
     status = EXIT_OK
     verdicts = _each(names, lambda name: check_cluster(name, args.timeout, secrets))
     for name, (ok, reason) in zip(names, verdicts, strict=True):
@@ -220,6 +196,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     from clusterdb.tools import demo
 
+    _setup_logging(args.verbose)
     return demo.run(fast=args.fast, out=out)
 
 
@@ -285,11 +262,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(verbose: int) -> None:
+class _ScrubbingFormatter(logging.Formatter):
+    """Log lines (and tracebacks) with every known secret masked."""
+
+    def __init__(self, fmt: str, secrets: Iterable[str]) -> None:
+        super().__init__(fmt)
+        self._redactor = Redactor(secrets)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._redactor.scrub(super().format(record))
+
+
+def _setup_logging(verbose: int, secrets: Iterable[str] = ()) -> None:
     if verbose <= 0:
         return
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    handler.setFormatter(_ScrubbingFormatter(fmt, secrets))
     log.addHandler(handler)
     log.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
 
@@ -299,7 +288,6 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     stream = out if out is not None else sys.stdout
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
     try:
         result: int = args.func(args, stream)
         return result

@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 
 import clusterdb
+from clusterdb.config import CONFIG_ENV
 from clusterdb.stats import NodeStats
+from clusterdb.tools import cli
 from clusterdb.tools.report import STATUS_HEADERS
 
 PW_ENV = "CLUSTERDB_TEST_CLI_PASSWORD"
@@ -56,9 +58,9 @@ def write_config(
 
 
 def run_cli(
-    args: Sequence[str], password: str | None, timeout: float = 90.0
+    args: Sequence[str], password: str | None, timeout: float = 90.0, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "CLUSTERDB_CONFIG"}
+    env = {k: v for k, v in os.environ.items() if k != CONFIG_ENV}
     if password is not None:
         env[PW_ENV] = password
     return subprocess.run(
@@ -67,6 +69,7 @@ def run_cli(
         text=True,
         timeout=timeout,
         env=env,
+        cwd=cwd,
     )
 
 
@@ -234,6 +237,89 @@ def test_no_secret_in_any_cli_output(tmp_path: Path, pg_cluster: Any) -> None:
         assert CANARY not in out.stderr
     # -vv really logged the failures (so the absence above means something).
     assert "DEBUG" in outputs[0].stderr or "WARNING" in outputs[0].stderr
+
+
+SOURCES = ("password_file", "password", "dsn", "password_env")
+"""Where a node's password comes from: one node each (the 4th is the primary again)."""
+
+
+def write_secret_sources_config(directory: Path, cluster: Any) -> tuple[Path, dict[str, str]]:
+    """A config whose nodes each get a wrong password from another source; the canaries."""
+    canaries = {source: f"Canary-{source}-7e2b" for source in SOURCES}
+    (directory / "secrets").mkdir(parents=True)
+    (directory / "secrets" / "pw").write_text(canaries["password_file"] + "\n")
+    specs = cluster.node_specs(via_proxy=True)
+    specs.append({**specs[0], "name": specs[0]["name"] + "-again"})
+    lines = [
+        "[clusters.main]",
+        'driver = "psycopg"',
+        "connect_timeout = 2.0",
+        f'user = "{cluster.user}"',
+        f'dbname = "{cluster.dbname}"',
+    ]
+    for source, spec in zip(SOURCES, specs, strict=True):
+        lines += ["[[clusters.main.nodes]]", f'name = "{spec["name"]}"']
+        if source == "dsn":
+            lines.append(
+                f'dsn = "host={spec["host"]} port={spec["port"]} password={canaries["dsn"]}"'
+            )
+        else:
+            lines += [f'host = "{spec["host"]}"', f"port = {spec['port']}"]
+            value = {"password_file": "secrets/pw", "password_env": PW_ENV}.get(source)
+            lines.append(f'{source} = "{value or canaries[source]}"')
+    config = directory / "clusterdb.toml"
+    config.write_text("\n".join(lines) + "\n")
+    return config, canaries
+
+
+@pytest.mark.postgres
+def test_cli_output_is_scrubbed_of_every_secret_the_library_knows(
+    tmp_path: Path, pg_cluster: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """password_file relative to the config (the CLI run from elsewhere), inline password,
+    password in a node's DSN, password_env: each a wrong password, so every node refuses."""
+    config, canaries = write_secret_sources_config(tmp_path / "conf", pg_cluster)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env_canary = canaries["password_env"]
+    args = ["-c", str(config), "--timeout", "2"]
+    outputs = {
+        "status": run_cli(["-vv", "status", *args], env_canary, cwd=elsewhere),
+        "json": run_cli(["-vv", "status", "--json", *args], env_canary, cwd=elsewhere),
+        "check": run_cli(["-vv", "check", *args], env_canary, cwd=elsewhere),
+    }
+    broken = tmp_path / "conf" / "broken.toml"
+    broken.write_text(config.read_text().replace("connect_timeout", "conect_timeout", 1))
+    outputs["config error"] = run_cli(["-vv", "check", "-c", str(broken)], env_canary)
+
+    rows = table_rows(outputs["status"].stdout)
+    assert outputs["status"].returncode == 0, outputs["status"].stderr
+    assert len(rows) == 4 and {row["STATE"] for row in rows.values()} == {"down"}, rows
+    assert all(row["LAST_ERROR"] != "-" for row in rows.values()), rows
+    assert "authentication failed" in outputs["status"].stdout
+    nodes = json.loads(outputs["json"].stdout)["main"]["nodes"]
+    assert [n["state"] for n in nodes] == ["down"] * 4
+    assert outputs["check"].returncode == 1
+    assert outputs["check"].stdout.startswith("main: FAIL: no reachable primary; 0 of 4 nodes up")
+    assert outputs["check"].stdout.count("password authentication failed") >= 2
+    assert outputs["config error"].returncode == 2
+    assert "clusters.main.conect_timeout" in outputs["config error"].stderr
+    assert "DEBUG" in outputs["check"].stderr  # -vv logged the attempts
+    for what, out in outputs.items():
+        for source, canary in canaries.items():
+            assert canary not in out.stdout, (what, source)
+            assert canary not in out.stderr, (what, source)
+
+    # The second belt itself: the CLI scrubs its output of every one of them, the relative
+    # password_file and the DSN's password included (its own reading of the file missed both).
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv(PW_ENV, env_canary)
+    names, secrets = cli._load(cli.build_parser().parse_args(["status", *args]))
+    try:
+        assert names == ["main"]
+        assert set(canaries.values()) <= set(secrets)
+    finally:
+        clusterdb.unregister("main")
 
 
 @pytest.mark.mariadb

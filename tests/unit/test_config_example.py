@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from clusterdb.config import CLUSTER_KEYS, NODE_KEYS, ROOT_KEYS, load_file
+from clusterdb.config.schema import OPTIONS, PAIRS
 from clusterdb.core.policies import Backoff, HedgePolicy, SelectionPolicy
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
@@ -68,3 +69,23 @@ def test_key_coverage_check_can_fail() -> None:
     assert _mentioned("[[clusters.main.nodes]]\n", "nodes")
     assert _mentioned("[clusters.main]\n", "clusters")
     assert not _mentioned("[clusters.main]\n", "options")
+
+
+def test_the_bounds_listed_are_the_schemas() -> None:
+    text = EXAMPLE.read_text()
+    block = text[text.index("# Bounds of the numbers") :].split("\n\n", 1)[0]
+    listed: dict[str, str] = {}
+    pairs = ""
+    for line in block.splitlines()[1:]:
+        bounds, _, keys = line.lstrip("# ").partition("   ")
+        if bounds == "and":
+            pairs = keys.strip()
+            continue
+        for key in keys.strip().split(", "):
+            listed[key] = bounds
+    others = listed.pop("every other number")
+    for key, option in OPTIONS.items():
+        if option.value_type is float:
+            assert str(option.bounds) == listed.pop(key, others), key
+    assert not listed, f"not options: {sorted(listed)}"
+    assert pairs == ", ".join(f"{low} <= {high}" for low, high in PAIRS)

@@ -1,5 +1,6 @@
-"""Hypothesis properties of config files: valid ones parse, one bad key is named exactly, and
-no secret ever reaches an error message."""
+"""Hypothesis properties of config files: valid ones parse, one bad key is named exactly, no
+secret ever reaches an error message, and register() keywords and TOML judge every option
+alike."""
 
 from __future__ import annotations
 
@@ -11,7 +12,18 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clusterdb.config import CLUSTER_KEYS, NODE_KEYS, ROOT_KEYS, parse_config
+from clusterdb.config import (
+    CLUSTER_KEYS,
+    NODE_KEYS,
+    ROOT_KEYS,
+    ClusterConfig,
+    ClusterOptions,
+    check_option,
+    cluster_from_kwargs,
+    parse_config,
+)
+from clusterdb.config.schema import OPTIONS, PAIRS
+from clusterdb.core.policies import Backoff, HedgePolicy
 from clusterdb.errors import ConfigError
 
 # -- a small TOML writer (tomllib only reads) ---------------------------------------------------
@@ -218,3 +230,108 @@ def test_secrets_never_in_error_text(
         assert "Zq9!" not in repr(exc)
     else:
         raise AssertionError("the broken config was accepted")
+
+
+# -- register() and TOML judge every option alike -----------------------------------------------
+
+NUMBER_KEYS = sorted(key for key, option in OPTIONS.items() if option.value_type is float)
+INT64 = 2**63 - 1
+
+option_values = st.one_of(
+    st.floats(),  # nan, inf, -0.0, subnormals...
+    st.floats(-5, 1000),
+    st.integers(-INT64 - 1, INT64),
+    st.integers(-3, 1200),
+    st.sampled_from([0, 0.0, 1, 1.0, 0.999, 1e-300]),
+    st.booleans(),
+    st.text(max_size=4),
+)
+
+
+def _judged(
+    options: dict[str, Any],
+) -> tuple[ClusterOptions | ConfigError, ClusterOptions | ConfigError]:
+    """(what register() made of ``options``, what a TOML table made of them)."""
+    doc = {"clusters": {"c": {"driver": "sqlite3", "nodes": [":memory:"], **options}}}
+
+    def by_register() -> ClusterConfig:
+        return cluster_from_kwargs("c", "sqlite3", [":memory:"], options)
+
+    def by_toml() -> ClusterConfig:
+        return parse_config(tomllib.loads(to_toml(doc)))[0]
+
+    results: list[ClusterOptions | ConfigError] = []
+    for build in (by_register, by_toml):
+        try:
+            results.append(build().options)
+        except ConfigError as exc:
+            assert type(exc) is ConfigError  # never a policy's own ValueError
+            results.append(exc)
+    return results[0], results[1]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.sampled_from(NUMBER_KEYS), option_values, min_size=1, max_size=3))
+def test_register_and_toml_reject_the_same_numbers_the_same_way(options: dict[str, Any]) -> None:
+    by_register, by_toml = _judged(options)
+    if isinstance(by_register, ConfigError) or isinstance(by_toml, ConfigError):
+        assert isinstance(by_register, ConfigError), (options, by_toml)
+        assert isinstance(by_toml, ConfigError), (options, by_register)
+        assert by_register.path == by_toml.path
+        assert str(by_register) == str(by_toml)
+        key = by_register.path.removeprefix("clusters.c.")
+        assert key in options
+    else:
+        assert by_register == by_toml
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(NUMBER_KEYS), option_values)
+def test_one_rejected_number_is_rejected_by_check_option_with_its_key_path(
+    key: str, value: Any
+) -> None:
+    by_register, by_toml = _judged({key: value})
+    try:
+        check_option(key, value, f"clusters.c.{key}")
+    except ConfigError as exc:
+        assert str(exc) == str(by_register) == str(by_toml)
+    else:
+        # Accepted alone by the schema: only a pair (hedge_min_ms > hedge_max_ms...) can fail.
+        for result in (by_register, by_toml):
+            if isinstance(result, ConfigError):
+                assert any(key in pair for pair in PAIRS)
+                assert "must be >=" in str(result)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.builds(
+        HedgePolicy,
+        multiplier=st.floats(0.1, 10),
+        min_delay=st.floats(0, 0.1),
+        max_delay=st.floats(0.1, 2),
+        unknown_delay=st.floats(0, 1),
+    ),
+    st.builds(
+        Backoff,
+        initial=st.floats(0.01, 1),
+        factor=st.floats(1, 4),
+        cap=st.floats(1, 10),
+        jitter=st.floats(0, 0.9),
+    ),
+    st.dictionaries(st.sampled_from(NUMBER_KEYS), option_values, max_size=3),
+)
+def test_policy_objects_with_keys_fail_only_as_config_errors(
+    hedge: HedgePolicy, backoff: Backoff, options: dict[str, Any]
+) -> None:
+    """Objects given to register() and the keys adjusting them: the schema judges the merge,
+    so no policy's own ValueError reaches the caller."""
+    try:
+        config = cluster_from_kwargs(
+            "c", "sqlite3", [":memory:"], {"hedge": hedge, "backoff": backoff, **options}
+        )
+    except ConfigError as exc:
+        assert type(exc) is ConfigError
+        assert exc.path.removeprefix("clusters.c.") in options
+    else:
+        assert config.options.hedge.multiplier == options.get("hedge_multiplier", hedge.multiplier)
