@@ -77,8 +77,8 @@ def check_cluster(name: str, timeout: float, secrets: Iterable[str] = ()) -> tup
     except Exception as error:
         stats = clusterdb.stats.snapshot(name)
         detail = [
-            "    " + report.one_line(line)
-            for line in report.scrub(str(error), secret_list).splitlines()
+            "    " + report.collapse_whitespace(line)
+            for line in report.mask_secrets(str(error), secret_list).splitlines()
             if line.strip()
         ]
         return False, "\n".join([f"no reachable primary; {_up_count(stats)}", *detail])
@@ -140,7 +140,7 @@ def _load(option: str | None, wanted: Sequence[str]) -> tuple[list[str], list[st
     try:
         loaded = clusterdb.load_config(str(path))
     except ConfigError as exc:
-        raise UsageError(f"config error: {report.scrub(str(exc), secrets)}") from None
+        raise UsageError(f"config error: {report.mask_secrets(str(exc), secrets)}") from None
     except OSError as exc:
         raise UsageError(f"cannot read config {path}: {exc}") from None
     known = list(loaded)
@@ -178,7 +178,7 @@ def _status_once(
     results = _each(names, lambda name: probe_cluster(name, timeout))
     stats = dict(zip(names, results, strict=True))
     if as_json:
-        doc = report.scrub_values({name: s.as_dict() for name, s in stats.items()}, secrets)
+        doc = report.mask_secrets_in({name: s.as_dict() for name, s in stats.items()}, secrets)
         out.write(json.dumps(doc, sort_keys=True) + "\n")
     else:
         out.write(report.render_status(stats, _now(), secrets=secrets) + "\n")

@@ -120,7 +120,9 @@ class _LogTap(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         with contextlib.suppress(Exception):
-            text = report.one_line(report.scrub(record.getMessage(), self._secrets))
+            text = report.collapse_whitespace(
+                report.mask_secrets(record.getMessage(), self._secrets)
+            )
             self.lines.append(f"{record.levelname.lower()}: {text}")
 
 
@@ -148,7 +150,7 @@ class Screen:
     def say(self, text: str) -> None:
         """A permanent line (narration, an event)."""
         self._erase_live()
-        self.out.write(report.scrub(text, self.secrets) + "\n")
+        self.out.write(report.mask_secrets(text, self.secrets) + "\n")
         self.out.flush()
 
     def keep_live(self) -> None:
@@ -171,7 +173,7 @@ class Screen:
         width = max(40, shutil.get_terminal_size().columns - 1)
         # Cut to the terminal's width: a wrapped line would throw off the cursor-up count.
         block = [
-            report.truncate(report.scrub(line, self.secrets), width)
+            report.truncate(report.mask_secrets(line, self.secrets), width)
             for line in [live, "", *self.stats_table().splitlines()]
         ]
         self._erase_live()
@@ -199,7 +201,9 @@ class _Workload:
             conn: Any = clusterdb.connect(CLUSTER, role=role, connect_timeout=self._timeout)
         except Exception as exc:
             took = time.monotonic() - started
-            self._tally.fail(role, f"{type(exc).__name__}: {report.one_line(str(exc))}", took)
+            self._tally.fail(
+                role, f"{type(exc).__name__}: {report.collapse_whitespace(str(exc))}", took
+            )
             return
         took = time.monotonic() - started
         try:
@@ -208,7 +212,7 @@ class _Workload:
             row = cur.fetchone()
             self._tally.ok(role, str(row[0]) if row else "?", took)
         except Exception as exc:  # the node died between connect and query
-            error = f"query: {type(exc).__name__}: {report.one_line(str(exc))}"
+            error = f"query: {type(exc).__name__}: {report.collapse_whitespace(str(exc))}"
             self._tally.fail(role, error, took)
         finally:
             with contextlib.suppress(Exception):
