@@ -14,7 +14,6 @@ PENDING: frozenset[str] = frozenset(
         "clusterdb/runtime/racer.py",
         "clusterdb/testing/cluster.py",
         "clusterdb/testing/postgres.py",
-        "clusterdb/tools/demo.py",
     }
 )
 
