@@ -1,4 +1,4 @@
-"""``python -m clusterdb``: see :mod:`clusterdb.cli`."""
+"""``python -m clusterdb``: see :mod:`clusterdb.tools.cli`."""
 
 from __future__ import annotations
 

@@ -11,9 +11,6 @@ PENDING: frozenset[str] = frozenset(
     {
         "clusterdb/runtime/cluster.py",
         "clusterdb/runtime/racer.py",
-        "clusterdb/testing/cluster.py",
-        "clusterdb/testing/postgres.py",
-        "clusterdb/tools/demo.py",
     }
 )
 

@@ -1,6 +1,6 @@
 """Immutable descriptions of a cluster's nodes: the input of selection.
 
-Selection (:mod:`clusterdb.selection`) is a pure function of a :class:`ClusterDescription`;
+Selection (:mod:`clusterdb.core.selection`) is a pure function of a :class:`ClusterDescription`;
 the runtime builds a fresh description under its lock and decides from it. Nothing here
 imports a socket, a thread or a driver. Times are ``time.monotonic()`` seconds; latencies
 are seconds.
@@ -46,7 +46,7 @@ class NodeDescription:
     """Connect latency estimate in seconds (Peak EWMA), None before the first sample."""
     served: int | None = None
     """Connections to this node that connect() has returned, counted as far as trials need
-    (see :class:`~clusterdb.policies.SelectionPolicy`); None when not counted."""
+    (see :class:`~clusterdb.core.policies.SelectionPolicy`); None when not counted."""
     lag: float | None = None
     """Replication lag in seconds (replicas), None when unknown."""
     replication_stopped: bool = False

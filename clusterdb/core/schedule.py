@@ -2,8 +2,7 @@
 
 A healthy node is probed once per heartbeat (round-trip time, role, lag). A node that failed is
 probed on a capped exponential backoff with jitter, short enough that a recovered node is back
-in rotation within seconds (scylladb #15112: a long backoff left a recovered node unused for a
-minute).
+in rotation within seconds (why: docs/design/probe-schedule.md).
 """
 
 from __future__ import annotations

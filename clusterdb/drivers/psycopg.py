@@ -173,9 +173,9 @@ class PsycopgAdapter(DriverAdapter):
     ) -> Any:
         # psycopg connects through a generator that yields whenever libpq would block: it is
         # driven here for up to ``patience`` (the hedge delay), so a healthy node costs no
-        # hand-over to a worker thread and back (measured: ~0.35 ms of a 6 ms connect); a slow
-        # one is handed, generator and all, to a worker while the racer hedges. Anything
-        # psycopg's connect() would treat specially takes the worker path instead.
+        # hand-over to a worker thread and back; a slow one is handed, generator and all, to a
+        # worker while the racer hedges. Anything psycopg's connect() would treat specially
+        # takes the worker path instead.
         kwargs = {**target.kwargs, **overrides} if overrides else dict(target.kwargs)
         cls = kwargs.pop("connection_class", psycopg.Connection)
         if kwargs.get("context") is not None or not _plain_params(cls):

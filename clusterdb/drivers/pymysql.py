@@ -10,7 +10,7 @@ PyMySQL 1.2 builds an SSL context on every connect unless ``ssl_disabled=True`` 
 
 Once a server is known to authenticate in one step, PyMySQL's ``SET NAMES`` (and its
 ``SET AUTOCOMMIT`` when needed) goes out in the same write as the handshake response
-(:mod:`clusterdb.drivers.pymysql_names`).
+(:mod:`clusterdb.drivers.pymysql_handshake`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pymysql.constants import CR, ER, SERVER_STATUS
 
 from clusterdb.core.description import Role
 from clusterdb.core.dsn import parse_dsn
-from clusterdb.drivers import pymysql_names
+from clusterdb.drivers import pymysql_handshake
 from clusterdb.drivers.base import (
     ConnectArgs,
     DriverAdapter,
@@ -106,11 +106,11 @@ def _handshake(
 ) -> Any:
     """PyMySQL's own handshake on a socket whose server has spoken, with its first statements
     sent along where that is safe and ``pipeline`` allows (see
-    :mod:`clusterdb.drivers.pymysql_names`). Raises
-    :class:`~clusterdb.drivers.pymysql_names.PipelineRefused` when the handshake went
+    :mod:`clusterdb.drivers.pymysql_handshake`). Raises
+    :class:`~clusterdb.drivers.pymysql_handshake.PipelineRefused` when the handshake went
     otherwise: the connection is lost, and the caller connects again the usual way."""
     conn.host_info = f"socket {conn.host}:{conn.port}"
-    with pymysql_names.Handshake(conn, pipeline):
+    with pymysql_handshake.Handshake(conn, pipeline):
         conn.connect(sock)  # closes the socket when it fails
     conn._read_timeout = read_timeout
     conn._write_timeout = write_timeout
@@ -118,10 +118,11 @@ def _handshake(
 
 
 def _open(host: str, port: int) -> socket.socket:
-    """A TCP connection to the IP address ``host``, begun and not waited for: the server's
-    greeting says it is made (see :func:`_greeted`), so the wait for the one covers the other,
-    and a remote node's round trip overlaps what is done meanwhile. No getaddrinfo(), unlike
-    socket.create_connection(): an address needs no lookup, and this runs on every connect."""
+    """A TCP connection to the IP address ``host`` (TCP_NODELAY and SO_KEEPALIVE, as PyMySQL
+    sets them), begun and not waited for: the server's greeting says it is made (see
+    :func:`_greeted`), so the wait for the one covers the other, and a remote node's round trip
+    overlaps what is done meanwhile. No getaddrinfo(), unlike socket.create_connection(): an
+    address needs no lookup, and this runs on every connect."""
     address = host.strip("[]")
     if "%" in address:  # an IPv6 scope: numeric, so getaddrinfo() asks no resolver
         numeric = socket.AI_NUMERICHOST
@@ -136,6 +137,8 @@ def _open(host: str, port: int) -> socket.socket:
         error = sock.connect_ex(sockaddr)
         if error not in _UNDER_WAY:
             raise OSError(error, os.strerror(error))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     except BaseException:
         sock.close()
         raise
@@ -245,57 +248,71 @@ class PyMySQLAdapter(DriverAdapter):
         ):
             return super().start(target, overrides, timeout, patience)
         port = int(kwargs.get("port") or 3306)
-        pipeline = target.pipeline_handshake
         began = time.monotonic()
         try:
             sock = _open(host, port)
         except OSError as exc:
             raise _cannot_connect(host, exc) from exc
+        conn = self._greet_then_handshake(
+            sock, host, target, overrides, kwargs, began + patience, began + timeout, idle
+        )
+        if conn is not None:
+            return conn
+
+        def finish(remaining: float) -> Any:
+            deadline = time.monotonic() + remaining
+            conn = self._greet_then_handshake(
+                sock, host, target, overrides, kwargs, deadline, deadline
+            )
+            if conn is None:
+                silence = _silence(sock)
+                sock.close()
+                raise _cannot_connect(host, TimeoutError(silence))
+            return conn
+
+        return Pending(finish, sock.close)
+
+    def _greet_then_handshake(
+        self,
+        sock: socket.socket,
+        host: str,
+        target: ConnectArgs,
+        overrides: Mapping[str, Any],
+        kwargs: Mapping[str, Any],
+        greet_by: float,
+        deadline: float,
+        idle: Callable[[], None] | None = None,
+    ) -> Any:
+        """The connection made on ``sock`` once the server's greeting came (by ``greet_by``),
+        or None while the server stays silent (the socket is left open).
+
+        * With ``idle`` (the inline path), the connection object is built and ``idle`` run
+          before the wait, overlapping the TCP connect and the server's greeting; otherwise
+          it is built once greeted, with what is left until ``deadline``.
+        * :class:`~clusterdb.drivers.pymysql_handshake.PipelineRefused` connects again the
+          usual way, with what is left until ``deadline``.
+        * Any other failure closes ``sock``; an OSError becomes PyMySQL's own error.
+        """
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            # Built while the TCP connect completes and the server prepares its greeting: the
-            # two overlap (measured: the greeting comes ~50 us after this, median, with CPUs
-            # held polling).
-            conn, read_timeout, write_timeout = _unconnected(kwargs, timeout)
-            idle()
-            spoke = _greeted(sock, patience - (time.monotonic() - began))
+            unconnected = None
+            if idle is not None:
+                unconnected = _unconnected(kwargs, deadline - time.monotonic())
+                idle()
+            if not _greeted(sock, greet_by - time.monotonic()):
+                return None
+            if unconnected is None:
+                unconnected = _unconnected(kwargs, deadline - time.monotonic())
         except OSError as exc:
             sock.close()
             raise _cannot_connect(host, exc) from exc
         except BaseException:
             sock.close()
             raise
-        if spoke:
-            try:
-                return _handshake(conn, sock, read_timeout, write_timeout, pipeline)
-            except pymysql_names.PipelineRefused:
-                return self.connect(target, overrides, timeout - (time.monotonic() - began))
-
-        def finish(remaining: float) -> Any:
-            began = time.monotonic()
-            try:
-                spoke = _greeted(sock, remaining)
-                if spoke:
-                    conn, read_timeout, write_timeout = _unconnected(
-                        kwargs, remaining - (time.monotonic() - began)
-                    )
-            except OSError as exc:
-                sock.close()
-                raise _cannot_connect(host, exc) from exc
-            except BaseException:
-                sock.close()
-                raise
-            if not spoke:
-                silence = _silence(sock)
-                sock.close()
-                raise _cannot_connect(host, TimeoutError(silence))
-            try:
-                return _handshake(conn, sock, read_timeout, write_timeout, pipeline)
-            except pymysql_names.PipelineRefused:
-                return self.connect(target, overrides, remaining - (time.monotonic() - began))
-
-        return Pending(finish, sock.close)
+        conn, read_timeout, write_timeout = unconnected
+        try:
+            return _handshake(conn, sock, read_timeout, write_timeout, target.pipeline_handshake)
+        except pymysql_handshake.PipelineRefused:
+            return self.connect(target, overrides, deadline - time.monotonic())
 
     def detect_role(self, conn: Any) -> Role | None:
         # A plain cursor whatever the caller's cursorclass (a DictCursor would return a dict).
@@ -312,19 +329,18 @@ class PyMySQLAdapter(DriverAdapter):
         return "replica" if int(row[0]) else "primary"
 
     def probe(self, conn: Any) -> ProbeResult:
-        # Replica status says both role and lag; an empty result with read_only off is a
-        # primary. Seconds_Behind_Master is the age of the oldest event received and not yet
-        # applied, in whole seconds (MariaDB 10.11 with MASTER_DELAY d: d - 1 or d while the
-        # SQL thread waits, measured); NULL while a replication thread is stopped or
-        # reconnecting: lag unknown. A stopped SQL thread applies nothing more: the replica
-        # falls behind without bound, and max_lag must keep it out (``stopped``). A stopped or
-        # reconnecting IO thread alone (the primary is gone) leaves the lag unknown: what was
-        # received is still applied, as on a PostgreSQL replica whose primary died.
-        #
-        # SHOW SLAVE STATUS needs SLAVE MONITOR (MariaDB >= 10.5) or REPLICATION CLIENT, which
-        # an application user often lacks. Without it the node is still healthy and its role
-        # still known from read_only: only the lag is unknown (so max_lag cannot apply).
-        # Failing the probe instead would mark every node down.
+        """Role from ``@@read_only`` and replica status, lag from ``SHOW SLAVE STATUS``.
+
+        * No replica status: the role is ``read_only``'s. ``Seconds_Behind_Master`` is the age
+          of the oldest event received and not yet applied, in whole seconds; NULL (a
+          replication thread stopped or reconnecting) is an unknown lag.
+        * A stopped SQL thread applies nothing more, so the replica is ``stopped`` and max_lag
+          keeps it out. A stopped IO thread alone (the primary gone) leaves the lag unknown:
+          what was received is still applied, as on a PostgreSQL replica whose primary died.
+        * Without SLAVE MONITOR (or REPLICATION CLIENT) the role still comes from
+          ``read_only`` and only the lag is unknown (warned once): failing the probe would
+          mark every node down.
+        """
         cursor = pymysql.cursors.Cursor(conn)
         try:
             cursor.execute("SELECT @@read_only")

@@ -1,117 +1,47 @@
-"""What a PostgreSQL and a MariaDB test cluster have in common: nodes, proxies, faults, heal.
+"""The public operations of a test cluster: start and stop, faults, promote, heal, clients.
 
 The harness keeps its own belief of the topology (``TestNode.role``, each replica's upstream,
 its replication delay) and makes the servers match it; ``heal()`` puts servers and proxies back
-to that belief, or rebuilds the original shape when a promote changed it.
+to that belief, or rebuilds the original shape when a promote changed it. Every operation takes
+the cluster's lock, then runs the steps of :mod:`clusterdb.testing.servers`.
 """
 
 from __future__ import annotations
 
-import abc
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, Self
 
 from clusterdb.testing import cleanup
 from clusterdb.testing.errors import HarnessError
+from clusterdb.testing.node import TestNode
 from clusterdb.testing.ports import HOST, free_port
-from clusterdb.testing.process import ServerProcess
 from clusterdb.testing.proxy import Proxy
+from clusterdb.testing.servers import Servers
 
-Role = Literal["primary", "replica"]
-
-
-class TestNode:
-    """One server of a test cluster, with its own fixed proxy in front of it."""
-
-    __test__ = False  # not a pytest test class, despite the name
-
-    def __init__(self, cluster: Cluster, index: int, name: str, port: int, proxy: Proxy) -> None:
-        self.cluster = cluster
-        self.index = index
-        self.name = name
-        self.host = HOST
-        self.port = port
-        self.proxy = proxy
-        self.role: Role = "primary" if index == 0 else "replica"
-        self.dir: Path = Path()
-        # Harness state the server is made to match.
-        self.upstream: TestNode | None = None
-        self.delay = 0.0
-        self.proc: ServerProcess | None = None
-        self.hung = False
-
-    def __repr__(self) -> str:
-        return (
-            f"TestNode({self.name!r}, role={self.role!r}, port={self.port}, "
-            f"proxy_port={self.proxy_port}, running={self.running}, hung={self.hung})"
-        )
-
-    @property
-    def proxy_port(self) -> int:
-        return self.proxy.port
-
-    @property
-    def running(self) -> bool:
-        """True while the server process exists (a hung server is running)."""
-        return self.proc is not None and self.proc.alive
-
-    def kill(self) -> None:
-        """SIGKILL the server and all its processes; its port refuses afterwards."""
-        with self.cluster._lock:
-            self.cluster._kill(self)
-
-    def stop(self) -> None:
-        """Clean (fast) shutdown; a hung node is resumed first."""
-        with self.cluster._lock:
-            self.cluster._stop_clean(self)
-
-    def start(self) -> None:
-        """Start the server with its current role; returns once it accepts connections."""
-        with self.cluster._lock:
-            self.cluster._start_nodes([self])
-
-    def restart(self) -> None:
-        """Clean stop, then start."""
-        with self.cluster._lock:
-            self.cluster._stop_clean(self)
-            self.cluster._start_nodes([self])
-
-    def hang(self) -> None:
-        """SIGSTOP every process of the node: TCP connects still complete, nothing answers."""
-        with self.cluster._lock:
-            if not self.running:
-                raise HarnessError(f"{self.name} is not running: nothing to hang")
-            assert self.proc is not None
-            self.proc.stop_tree()
-            self.hung = True
-
-    def resume(self) -> None:
-        """SIGCONT every process of the node (the process list is read again)."""
-        with self.cluster._lock:
-            self.cluster._resume(self)
+# TestNode is re-exported: tests import it from here.
+__all__ = ["Cluster", "TestNode"]
 
 
-class Cluster(abc.ABC):
-    """A primary and ``replicas`` replicas on loopback, each behind a :class:`Proxy`."""
+class Cluster(Servers):
+    """A primary and ``replicas`` replicas on loopback, each behind a :class:`Proxy`.
 
-    driver: ClassVar[str]
-    WHOAMI_SQL: ClassVar[str]
-    _prefix: ClassVar[str]
-    _kind: ClassVar[str]
-
-    user: str
-    password: str
-    dbname: str
-    admin_user: str
-    admin_password: str
+    ``user``/``password``/``dbname`` are the application's account, ``admin_user``/
+    ``admin_password`` the superuser's; the server kind's template holds both.
+    """
 
     def __init__(self, replicas: int = 2) -> None:
         if replicas < 0:
             raise ValueError("replicas must be >= 0")
+        accounts = self._data_template
+        self.user = accounts.app_user
+        self.password = accounts.app_password
+        self.dbname = accounts.dbname
+        self.admin_user = accounts.admin_user
+        self.admin_password = accounts.admin_password
         self.replica_count = replicas
         self.nodes: list[TestNode] = []
         self.base_dir: Path | None = None
@@ -202,10 +132,6 @@ class Cluster(abc.ABC):
             for node in self.nodes:
                 self._kill(node)
                 node.proxy.reset()
-                node.role = "primary" if node.index == 0 else "replica"
-                node.upstream = None
-                node.delay = 0.0
-            self._topology_changed = False
             self._build(self._template())
 
     def heal(self) -> None:
@@ -235,7 +161,43 @@ class Cluster(abc.ABC):
             if changed:
                 self._wait_streaming(timeout=30.0)
 
-    # Faults and topology changes
+    # Faults on one node (TestNode's methods call these)
+
+    def kill_node(self, node: TestNode) -> None:
+        """SIGKILL the server and all its processes; its port refuses afterwards."""
+        with self._lock:
+            self._kill(node)
+
+    def stop_node(self, node: TestNode) -> None:
+        """Clean (fast) shutdown; a hung node is resumed first."""
+        with self._lock:
+            self._stop_clean(node)
+
+    def start_node(self, node: TestNode) -> None:
+        """Start the server with its current role; returns once it accepts connections."""
+        with self._lock:
+            self._start_nodes([node])
+
+    def restart_node(self, node: TestNode) -> None:
+        """Clean stop, then start."""
+        with self._lock:
+            self._stop_clean(node)
+            self._start_nodes([node])
+
+    def hang_node(self, node: TestNode) -> None:
+        """SIGSTOP every process of the node: TCP connects still complete, nothing answers."""
+        with self._lock:
+            if node.proc is None or not node.running:
+                raise HarnessError(f"{node.name} is not running: nothing to hang")
+            node.proc.stop_tree()
+            node.hung = True
+
+    def resume_node(self, node: TestNode) -> None:
+        """SIGCONT every process of the node (the process list is read again)."""
+        with self._lock:
+            self._resume(node)
+
+    # Topology changes
 
     def promote(self, node: TestNode) -> None:
         """Promote ``node``; the other replicas follow it.
@@ -263,7 +225,7 @@ class Cluster(abc.ABC):
             for other in self.nodes:
                 if other is not node:
                     other.upstream = node
-            self._demoted(old)
+            self._prepare(old)
             followers = [n for n in self.replicas if n.running and n is not old]
             for other in followers:
                 if other.hung:
@@ -336,124 +298,3 @@ class Cluster(abc.ABC):
             if cur.description is None:
                 return []
             return [tuple(row) for row in cur.fetchall()]
-
-    # Shared machinery
-
-    _dbname_key: ClassVar[str]
-
-    def _require_started(self) -> None:
-        if not self._started:
-            raise HarnessError(f"{type(self).__name__} is not started: call start() first")
-
-    def _kill(self, node: TestNode) -> None:
-        if node.proc is not None:
-            node.proc.kill_tree()
-            node.proc = None
-        node.hung = False
-
-    def _resume(self, node: TestNode) -> None:
-        if node.proc is not None:
-            node.proc.continue_tree()
-        node.hung = False
-
-    def _start_nodes(self, nodes: Sequence[TestNode]) -> None:
-        """Spawn every node not running, then wait for each (they start in parallel)."""
-        self._require_started()
-        todo = [n for n in nodes if not n.running]
-        for node in todo:
-            node.proc = self._spawn(node)
-            node.hung = False
-        for node in todo:
-            self._wait_ready(node, timeout=60.0)
-        for node in todo:
-            self._after_start(node)
-
-    def _wait_for(self, what: str, check: Callable[[], bool], timeout: float) -> None:
-        """Poll ``check`` until it is true, raising a HarnessError naming ``what`` at timeout."""
-        deadline = time.monotonic() + timeout
-        delay = 0.005
-        last: Exception | None = None
-        while True:
-            try:
-                if check():
-                    return
-            except HarnessError:
-                raise
-            except Exception as exc:  # driver errors while the server settles
-                last = exc
-            if time.monotonic() > deadline:
-                detail = f" (last error: {type(last).__name__}: {last})" if last else ""
-                raise HarnessError(f"timed out after {timeout:.0f} s waiting for {what}{detail}")
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.1)
-
-    def _check_alive(self, node: TestNode) -> None:
-        if node.proc is None or not node.proc.alive:
-            tail = node.proc.log_tail() if node.proc is not None else ""
-            code = node.proc.returncode if node.proc is not None else None
-            raise HarnessError(
-                f"{node.name} exited (status {code}) while starting; log {node.dir}.log:\n{tail}"
-            )
-
-    # Server-specific parts
-
-    @abc.abstractmethod
-    def _check_binaries(self) -> None: ...
-
-    @abc.abstractmethod
-    def _template(self) -> Path:
-        """Path of the per-process template data dir (created on first use)."""
-
-    @abc.abstractmethod
-    def _own_dir(self, path: Path) -> None:
-        """Make ``path`` usable by the server's OS user."""
-
-    @abc.abstractmethod
-    def _build(self, template: Path) -> None:
-        """Create every node's data dir from ``template`` and start the original shape."""
-
-    @abc.abstractmethod
-    def _rebuild(self) -> None:
-        """Restore the original shape from the current primary's data."""
-
-    @abc.abstractmethod
-    def _spawn(self, node: TestNode) -> ServerProcess: ...
-
-    @abc.abstractmethod
-    def _wait_ready(self, node: TestNode, timeout: float) -> None: ...
-
-    @abc.abstractmethod
-    def _after_start(self, node: TestNode) -> None:
-        """Per-start setup once the server accepts connections (MariaDB: replication)."""
-
-    @abc.abstractmethod
-    def _stop_clean(self, node: TestNode) -> None: ...
-
-    @abc.abstractmethod
-    def _connect(self, node: TestNode, admin: bool) -> Any:
-        """A DB-API connection straight to the node's port, autocommit."""
-
-    @abc.abstractmethod
-    def _fence(self, old: TestNode) -> None:
-        """Make sure the old primary takes no more writes before a promote."""
-
-    @abc.abstractmethod
-    def _promote(self, node: TestNode) -> None: ...
-
-    @abc.abstractmethod
-    def _demoted(self, old: TestNode) -> None:
-        """Configure the (stopped) old primary to start as a replica of its upstream."""
-
-    @abc.abstractmethod
-    def _repoint(self, node: TestNode) -> None:
-        """Make the running replica ``node`` follow ``node.upstream``."""
-
-    @abc.abstractmethod
-    def _set_delay(self, node: TestNode, seconds: float) -> None: ...
-
-    @abc.abstractmethod
-    def _wait_streaming(self, timeout: float) -> None:
-        """Wait until every running replica is connected to its upstream."""
-
-    @abc.abstractmethod
-    def _wait_caught_up(self, replicas: list[TestNode], deadline: float) -> None: ...

@@ -13,7 +13,6 @@ import math
 import os
 import shutil
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,15 +21,13 @@ from clusterdb.testing import cleanup
 from clusterdb.testing.cluster import Cluster, TestNode
 from clusterdb.testing.errors import HarnessError
 from clusterdb.testing.ports import HOST
-from clusterdb.testing.process import ServerProcess, run
+from clusterdb.testing.process import ServerProcess, run, wait_for
+from clusterdb.testing.template import DataTemplate
 
 INSTALL_HINT = (
     "install them with `sudo apt-get install -y mariadb-server` (or run `make servers`), "
     "or put mariadbd and mariadb-install-db on PATH"
 )
-_ADMIN = "clusterdb_admin"
-_APP = "clusterdb"
-_DB = "clusterdb"
 _SEARCH = ("/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin", "/usr/local/mysql/bin")
 
 # Small and fast: the data is thrown away. innodb_flush_log_at_trx_commit=2 still survives a
@@ -77,57 +74,48 @@ def _root_args() -> list[str]:
     return ["--user=root"] if os.geteuid() == 0 else []
 
 
-class _Template:
-    """The per-process template data dir and the passwords baked into it."""
-
-    _lock = threading.Lock()
-    path: Path | None = None
-    admin_password = os.urandom(12).hex()
-    app_password = os.urandom(12).hex()
-
-    @classmethod
-    def get(cls, install_db: Path) -> Path:
-        with cls._lock:
-            if cls.path is None or not cls.path.exists():
-                cls.path = cls._create(install_db)
-            return cls.path
-
-    @classmethod
-    def _create(cls, install_db: Path) -> Path:
-        base = cleanup.make_tempdir("mariadb-template")
-        data = base / "data"
-        extra = base / "users.sql"
-        # Bootstrap runs with --skip-grant-tables; FLUSH PRIVILEGES turns account management on.
-        extra.write_text(
-            "\n".join(
-                [
-                    "FLUSH PRIVILEGES;",
-                    f"CREATE USER '{_ADMIN}'@'%' IDENTIFIED BY '{cls.admin_password}';",
-                    f"GRANT ALL PRIVILEGES ON *.* TO '{_ADMIN}'@'%' WITH GRANT OPTION;",
-                    f"CREATE DATABASE {_DB};",
-                    f"CREATE USER '{_APP}'@'%' IDENTIFIED BY '{cls.app_password}';",
-                    f"GRANT ALL PRIVILEGES ON {_DB}.* TO '{_APP}'@'%';",
-                    # To read lag (SHOW SLAVE STATUS) and GTID positions, nothing more.
-                    f"GRANT SLAVE MONITOR, BINLOG MONITOR ON *.* TO '{_APP}'@'%';",
-                    "",
-                ]
-            )
-        )
-        run(
+def _create(template: DataTemplate, install_db: Path) -> Path:
+    """``mariadb-install-db`` once, with the accounts created by an extra bootstrap file."""
+    admin, app, db = template.admin_user, template.app_user, template.dbname
+    base = cleanup.make_tempdir("mariadb-template")
+    data = base / "data"
+    extra = base / "users.sql"
+    # Bootstrap runs with --skip-grant-tables; FLUSH PRIVILEGES turns account management on.
+    extra.write_text(
+        "\n".join(
             [
-                str(install_db),
-                "--no-defaults",
-                f"--datadir={data}",
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-                "--skip-name-resolve",
-                f"--extra-file={extra}",
-                *_root_args(),
-                *_SERVER_OPTS,
-            ],
-            what="mariadb-install-db (template)",
+                "FLUSH PRIVILEGES;",
+                f"CREATE USER '{admin}'@'%' IDENTIFIED BY '{template.admin_password}';",
+                f"GRANT ALL PRIVILEGES ON *.* TO '{admin}'@'%' WITH GRANT OPTION;",
+                f"CREATE DATABASE {db};",
+                f"CREATE USER '{app}'@'%' IDENTIFIED BY '{template.app_password}';",
+                f"GRANT ALL PRIVILEGES ON {db}.* TO '{app}'@'%';",
+                # To read lag (SHOW SLAVE STATUS) and GTID positions, nothing more.
+                f"GRANT SLAVE MONITOR, BINLOG MONITOR ON *.* TO '{app}'@'%';",
+                "",
+            ]
         )
-        return data
+    )
+    run(
+        [
+            str(install_db),
+            "--no-defaults",
+            f"--datadir={data}",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+            "--skip-name-resolve",
+            f"--extra-file={extra}",
+            *_root_args(),
+            *_SERVER_OPTS,
+        ],
+        what="mariadb-install-db (template)",
+    )
+    return data
+
+
+TEMPLATE = DataTemplate(
+    _create, admin_user="clusterdb_admin", app_user="clusterdb", dbname="clusterdb"
+)
 
 
 class MariaDBCluster(Cluster):
@@ -144,14 +132,12 @@ class MariaDBCluster(Cluster):
     _prefix: ClassVar[str] = "mdb"
     _kind: ClassVar[str] = "mariadb"
     _dbname_key: ClassVar[str] = "database"
+    _data_template: ClassVar[DataTemplate] = TEMPLATE
+    # mariadbd's normal shutdown; it does not wait for clients.
+    _shutdown: ClassVar[tuple[tuple[signal.Signals, float], ...]] = ((signal.SIGTERM, 30.0),)
 
     def __init__(self, replicas: int = 2) -> None:
         super().__init__(replicas)
-        self.user = _APP
-        self.password = _Template.app_password
-        self.dbname = _DB
-        self.admin_user = _ADMIN
-        self.admin_password = _Template.admin_password
         self._server: Path | None = None
         self._install: Path | None = None
         # Replicas whose gtid_slave_pos must be set from their own binlog before following:
@@ -163,46 +149,14 @@ class MariaDBCluster(Cluster):
 
     def _template(self) -> Path:
         assert self._install is not None
-        return _Template.get(self._install)
+        return self._data_template.get(self._install)
 
     def _own_dir(self, path: Path) -> None:
         pass  # mariadbd runs as us (--user=root when root)
 
-    def _copy(self, src: Path, nodes: list[TestNode]) -> None:
-        for node in nodes:
-            shutil.rmtree(node.dir, ignore_errors=True)
-            run(["cp", "-a", str(src), str(node.dir)], what=f"copying data dir to {node.name}")
-
-    def _build(self, template: Path) -> None:
-        self._copy(template, self.nodes)
-        for node in self.nodes[1:]:
-            node.upstream = self.nodes[0]
+    def _prepare(self, node: TestNode) -> None:
+        if node.role == "replica":
             self._gtid_from_binlog.add(node.name)
-        self._start_nodes(self.nodes)
-        self._wait_streaming(timeout=30.0)
-
-    def _rebuild(self) -> None:
-        for node in self.nodes:
-            if node.hung:
-                self._resume(node)
-        src = self.primary
-        if not src.running:
-            self._start_nodes([src])
-        for node in self.nodes:
-            if node is not src:
-                self._kill(node)
-        self._stop_clean(src)
-        self._copy(src.dir, [n for n in self.nodes if n is not src])
-        primary = self.nodes[0]
-        for node in self.nodes:
-            node.delay = 0.0
-            node.role = "primary" if node is primary else "replica"
-            node.upstream = None if node is primary else primary
-            if node is not primary:
-                self._gtid_from_binlog.add(node.name)
-        self._topology_changed = False
-        self._start_nodes(self.nodes)
-        self._wait_streaming(timeout=30.0)
 
     def _spawn(self, node: TestNode) -> ServerProcess:
         assert self._server is not None and self.base_dir is not None
@@ -237,7 +191,7 @@ class MariaDBCluster(Cluster):
                 conn.cursor().execute("SELECT 1")
             return True
 
-        self._wait_for(f"{node.name} to accept connections", ready, timeout)
+        wait_for(f"{node.name} to accept connections", ready, timeout)
 
     def _after_start(self, node: TestNode) -> None:
         if node.role == "replica" and node.upstream is not None:
@@ -260,18 +214,6 @@ class MariaDBCluster(Cluster):
                 [HOST, upstream.port, self.admin_user, self.admin_password, math.ceil(node.delay)],
             )
             cur.execute("START SLAVE")
-
-    def _stop_clean(self, node: TestNode) -> None:
-        proc = node.proc
-        if proc is None:
-            return
-        proc.signal(signal.SIGTERM)  # mariadbd's normal shutdown; it does not wait for clients
-        if node.hung:
-            proc.continue_tree()
-        if not proc.wait(30.0):
-            proc.kill_tree()
-        node.proc = None
-        node.hung = False
 
     def _connect(self, node: TestNode, admin: bool, timeout: float = 5) -> Any:
         try:
@@ -317,9 +259,6 @@ class MariaDBCluster(Cluster):
             cur.execute("RESET SLAVE ALL")
             cur.execute("SET GLOBAL read_only = 0")
 
-    def _demoted(self, old: TestNode) -> None:
-        self._gtid_from_binlog.add(old.name)
-
     def _repoint(self, node: TestNode) -> None:
         self._configure_replica(node)
 
@@ -350,7 +289,7 @@ class MariaDBCluster(Cluster):
                     and status.get("Slave_SQL_Running") == "Yes"
                 )
 
-            self._wait_for(f"{node.name} to replicate from {primary.name}", streaming, timeout)
+            wait_for(f"{node.name} to replicate from {primary.name}", streaming, timeout)
 
     def _wait_caught_up(self, replicas: list[TestNode], deadline: float) -> None:
         primary = self.primary

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from clusterdb.testing import cleanup
@@ -186,6 +186,30 @@ def wait_until_exit(proc: ServerProcess, timeout: float, what: str) -> None:
     """Wait for ``proc`` to exit or raise a HarnessError naming ``what``."""
     if not proc.wait(timeout):
         raise HarnessError(f"{what} did not exit within {timeout:.0f} s (pid {proc.pid})")
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:
+    """Poll ``check`` until it is true, raising a HarnessError naming ``what`` at timeout.
+
+    A HarnessError from ``check`` ends the wait; any other error (a driver's, while the server
+    settles) is retried and named in the timeout's message.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    last: Exception | None = None
+    while True:
+        try:
+            if check():
+                return
+        except HarnessError:
+            raise
+        except Exception as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            detail = f" (last error: {type(last).__name__}: {last})" if last else ""
+            raise HarnessError(f"timed out after {timeout:.0f} s waiting for {what}{detail}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.1)
 
 
 def run(

@@ -78,8 +78,8 @@ def check_cluster(name: str, timeout: float, secrets: Iterable[str] = ()) -> tup
     except Exception as error:
         stats = clusterdb.stats.snapshot(name)
         detail = [
-            "    " + report.one_line(line)
-            for line in report.scrub(str(error), secret_list).splitlines()
+            "    " + report.collapse_whitespace(line)
+            for line in report.mask_secrets(str(error), secret_list).splitlines()
             if line.strip()
         ]
         return False, "\n".join([f"no reachable primary; {_up_count(stats)}", *detail])
@@ -118,7 +118,7 @@ def _load(args: argparse.Namespace) -> tuple[list[str], tuple[str, ...]]:
         for config in configs:
             registry.register(config)
     except ConfigError as exc:
-        raise UsageError(f"config error: {report.scrub(str(exc))}") from None
+        raise UsageError(f"config error: {report.mask_secrets(str(exc))}") from None
     known = [config.name for config in configs]
     for name in args.clusters:
         if name not in known:
@@ -154,7 +154,7 @@ def _status_once(
     results = _each(names, lambda name: probe_cluster(name, timeout))
     stats = dict(zip(names, results, strict=True))
     if as_json:
-        doc = report.scrub_values({name: s.as_dict() for name, s in stats.items()}, secrets)
+        doc = report.mask_secrets_in({name: s.as_dict() for name, s in stats.items()}, secrets)
         out.write(json.dumps(doc, sort_keys=True) + "\n")
     else:
         out.write(report.render_status(stats, _now(), secrets=secrets) + "\n")

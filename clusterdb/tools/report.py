@@ -1,7 +1,7 @@
 """Pure text formatting for the operator's view: tables, "3s ago" ages, redaction of output.
 
 Nothing here does I/O or reads a clock: ``now`` is passed in, so every function is testable
-with fixed values. Used by :mod:`clusterdb.cli` and :mod:`clusterdb.demo`.
+with fixed values. Used by :mod:`clusterdb.tools.cli` and :mod:`clusterdb.tools.demo`.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from clusterdb.core.stats import ClusterStats, NodeStats
 __all__ = [
     "STATUS_HEADERS",
     "ago",
+    "collapse_whitespace",
     "fmt_count",
     "fmt_ms",
     "fmt_seconds",
-    "one_line",
+    "mask_secrets",
+    "mask_secrets_in",
     "render_status",
     "render_table",
-    "scrub",
-    "scrub_values",
     "status_row",
     "truncate",
     "truncate_middle",
@@ -100,8 +100,8 @@ def fmt_count(value: int) -> str:
     return str(value)
 
 
-def one_line(text: str) -> str:
-    """Collapse whitespace and newlines, so one error is one table cell."""
+def collapse_whitespace(text: str) -> str:
+    """Every run of whitespace (newlines included) as one space, so one error is one cell."""
     return " ".join(text.split())
 
 
@@ -130,7 +130,7 @@ def truncate_middle(text: str, width: int) -> str:
     return text[:head] + "…" + text[len(text) - tail :]
 
 
-def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+def mask_secrets(text: str, secrets: Iterable[str] = ()) -> str:
     """Mask every known secret and every ``password=...`` / ``user:pw@`` form.
 
     The stats are already redacted by the core; this is a second belt for output that also
@@ -139,8 +139,8 @@ def scrub(text: str, secrets: Iterable[str] = ()) -> str:
     return Redactor(secrets).scrub(text)
 
 
-def scrub_values(data: Any, secrets: Iterable[str] = ()) -> Any:
-    """``data`` (JSON-like: dicts, lists, scalars) with every string scrubbed.
+def mask_secrets_in(data: Any, secrets: Iterable[str] = ()) -> Any:
+    """``data`` (JSON-like: dicts, lists, scalars) with secrets masked in every string.
 
     Scrub values, not serialized JSON: masking ``password: "x"`` inside a JSON text could
     eat the quote that closes the string.
@@ -207,7 +207,9 @@ def status_row(
     error = NONE
     if node.last_error:
         # Scrub before cutting: a cut could leave a secret's prefix that no longer matches.
-        error = truncate_middle(scrub(one_line(node.last_error), secrets), error_width)
+        error = truncate_middle(
+            mask_secrets(collapse_whitespace(node.last_error), secrets), error_width
+        )
     return [
         cluster,
         node.name,

@@ -18,7 +18,7 @@ import pytest
 from connect_support import registered, whoami
 
 import clusterdb
-from clusterdb.drivers import pymysql_names
+from clusterdb.drivers import pymysql_handshake
 from clusterdb.drivers.base import DriverAdapter
 from clusterdb.runtime import registry
 from clusterdb.testing.mariadb import MariaDBCluster
@@ -98,7 +98,7 @@ def test_pipeline_handshake_false_keeps_the_usual_handshake(
                 took, conn = timed_start(adapter, target)
                 conn.close()
                 assert took >= 5 * DELAY
-            assert pymysql_names.known(target.kwargs["host"], proxy.port, target.kwargs["user"])
+            assert pymysql_handshake.known(target.kwargs["host"], proxy.port, target.kwargs["user"])
 
 
 @pytest.mark.parametrize(
@@ -113,7 +113,9 @@ def test_the_connection_is_the_one_pymysql_makes(
     with adapter_and_target(mariadb_cluster, node.proxy_port) as (adapter, target):
         kwargs = {**target.kwargs, **settings}  # the same settings on both sides
         adapter.start(target, settings, 5.0, 2.0).close()  # now known
-        assert pymysql_names.known(target.kwargs["host"], node.proxy_port, target.kwargs["user"])
+        assert pymysql_handshake.known(
+            target.kwargs["host"], node.proxy_port, target.kwargs["user"]
+        )
         ours = adapter.start(target, settings, 5.0, 2.0)
         theirs = pymysql.connect(**kwargs)
         try:
@@ -137,7 +139,9 @@ def test_a_wrong_password_gets_the_servers_own_error(mariadb_cluster: MariaDBClu
     node = mariadb_cluster.nodes[0]
     with adapter_and_target(mariadb_cluster, node.proxy_port) as (adapter, target):
         adapter.start(target, {}, 5.0, 2.0).close()
-        assert pymysql_names.known(target.kwargs["host"], node.proxy_port, target.kwargs["user"])
+        assert pymysql_handshake.known(
+            target.kwargs["host"], node.proxy_port, target.kwargs["user"]
+        )
         with pytest.raises(pymysql.err.OperationalError) as info:
             adapter.start(target, {"password": "not-the-password"}, 5.0, 2.0)
         assert info.value.args[0] == 1045  # ER_ACCESS_DENIED_ERROR, as PyMySQL alone gets
@@ -177,7 +181,7 @@ def test_an_account_that_changed_plugin_is_connected_again_the_usual_way(
     with adapter_and_target(mariadb_cluster, node.port) as (adapter, target):
         login = {"user": user, "password": password, "database": None}
         adapter.start(target, login, 5.0, 2.0).close()
-        assert pymysql_names.known(target.kwargs["host"], node.port, user)
+        assert pymysql_handshake.known(target.kwargs["host"], node.port, user)
         admin.execute(
             f"ALTER USER '{user}'@'%' IDENTIFIED VIA ed25519 USING PASSWORD('{password}')"
         )
@@ -189,7 +193,7 @@ def test_an_account_that_changed_plugin_is_connected_again_the_usual_way(
                 assert cur.fetchone() == (f"{user}@%", "utf8mb4")
             finally:
                 conn.close()
-            assert not pymysql_names.known(target.kwargs["host"], node.port, user)
+            assert not pymysql_handshake.known(target.kwargs["host"], node.port, user)
 
 
 @pytest.mark.parametrize(
@@ -208,8 +212,8 @@ def test_a_pymysql_that_asks_for_no_set_names_gets_a_clean_connection(
     with adapter_and_target(mariadb_cluster, node.proxy_port) as (adapter, target):
         adapter.start(target, {"autocommit": autocommit}, 5.0, 2.0).close()
         host, user = target.kwargs["host"], target.kwargs["user"]
-        assert pymysql_names.known(host, node.proxy_port, user, autocommit)
-        monkeypatch.setattr(pymysql_names, "_disabled", False)  # put back after the test
+        assert pymysql_handshake.known(host, node.proxy_port, user, autocommit)
+        monkeypatch.setattr(pymysql_handshake, "_disabled", False)  # put back after the test
         monkeypatch.setattr(pymysql.connections.Connection, "set_character_set", lambda *a: None)
         for _ in range(2):
             conn = adapter.start(target, {"autocommit": autocommit}, 5.0, 2.0)
@@ -219,7 +223,7 @@ def test_a_pymysql_that_asks_for_no_set_names_gets_a_clean_connection(
                 assert cur.fetchone() == (42, int(autocommit))
             finally:
                 conn.close()
-        assert pymysql_names._disabled
+        assert pymysql_handshake._disabled
 
 
 def test_threads_connecting_at_once_each_get_a_whole_connection(
@@ -250,7 +254,7 @@ def test_threads_connecting_at_once_each_get_a_whole_connection(
         assert results == [[(i, "utf8mb4") for i in range(rounds)]] * threads
         for node in mariadb_cluster.nodes:
             kwargs = cluster.target(node.name).kwargs
-            assert pymysql_names.known(kwargs["host"], kwargs["port"], kwargs["user"])
+            assert pymysql_handshake.known(kwargs["host"], kwargs["port"], kwargs["user"])
 
 
 def test_a_server_whose_autocommit_default_changed_is_learned_again(
@@ -264,7 +268,7 @@ def test_a_server_whose_autocommit_default_changed_is_learned_again(
     with adapter_and_target(mariadb_cluster, node.proxy_port) as (adapter, target):
         host, user = target.kwargs["host"], target.kwargs["user"]
         adapter.start(target, {}, 5.0, 2.0).close()
-        assert pymysql_names.known(host, node.proxy_port, user)
+        assert pymysql_handshake.known(host, node.proxy_port, user)
         mariadb_cluster.execute(node, "SET GLOBAL autocommit = 0")  # not replicated
         try:
             for _ in range(2):
@@ -275,7 +279,7 @@ def test_a_server_whose_autocommit_default_changed_is_learned_again(
                     assert cur.fetchone() == (42, 0)
                 finally:
                     conn.close()
-            assert pymysql_names.known(host, node.proxy_port, user)
-            assert not pymysql_names._disabled
+            assert pymysql_handshake.known(host, node.proxy_port, user)
+            assert not pymysql_handshake._disabled
         finally:
             mariadb_cluster.execute(node, "SET GLOBAL autocommit = 1")

@@ -11,13 +11,13 @@ from clusterdb.stats import ClusterStats, NodeStats
 from clusterdb.tools.report import (
     STATUS_HEADERS,
     ago,
+    collapse_whitespace,
     fmt_ms,
     fmt_seconds,
-    one_line,
+    mask_secrets,
+    mask_secrets_in,
     render_status,
     render_table,
-    scrub,
-    scrub_values,
     status_row,
     truncate,
     truncate_middle,
@@ -99,31 +99,34 @@ def test_truncate_middle_keeps_head_and_tail() -> None:
     assert truncate_middle("abcdefghijkl", 5) == "abcd…"
 
 
-def test_truncate_and_one_line() -> None:
+def test_truncate_and_collapse_whitespace() -> None:
     assert truncate("abcdef", 10) == "abcdef"
     assert truncate("abcdef", 4) == "abc…"
     assert len(truncate("x" * 100, 60)) == 60
     assert truncate("abc", 0) == ""
-    assert one_line("connection failed:\n  server   closed\n") == "connection failed: server closed"
+    assert (
+        collapse_whitespace("connection failed:\n  server   closed\n")
+        == "connection failed: server closed"
+    )
 
 
-def test_scrub_known_secrets_and_forms() -> None:
+def test_mask_secrets_known_secrets_and_forms() -> None:
     text = "auth failed for 'app' password=hunter2 at postgresql://app:s3cr3t@db:5432/x; CANARY"
-    out = scrub(text, secrets=["CANARY", ""])
+    out = mask_secrets(text, secrets=["CANARY", ""])
     assert "hunter2" not in out
     assert "s3cr3t" not in out
     assert "CANARY" not in out
     assert "password=***" in out
     assert "postgresql://app:***@db:5432/x" in out
-    assert scrub("nothing secret here") == "nothing secret here"
+    assert mask_secrets("nothing secret here") == "nothing secret here"
 
 
-def test_scrub_values_keeps_json_valid() -> None:
+def test_mask_secrets_in_values_keeps_json_valid() -> None:
     data = {
         "last_error": 'auth: password: "hunter2", then CANARY',
         "nodes": [{"e": "pwd=x"}, 3, None],
     }
-    out = scrub_values(data, ["CANARY"])
+    out = mask_secrets_in(data, ["CANARY"])
     text = json.dumps(out)
     assert json.loads(text) == out
     assert "hunter2" not in text

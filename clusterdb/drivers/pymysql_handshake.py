@@ -6,9 +6,8 @@ asked for (PyMySQL's default ``autocommit=False`` against a server's default on)
 ``SET AUTOCOMMIT`` and waits again. A MySQL or MariaDB server reads nothing after the
 handshake response until it has finished authenticating, then reads the next command, so
 commands written right behind the response are simply the first commands of the session: one
-or two round trips fewer (measured on loopback MariaDB 10.11 with CPUs held polling: 10 µs of
-a 0.14 ms connect for SET NAMES; 55 µs of 0.29 ms with CPUs allowed to sleep). The connection
-is then what PyMySQL would have made: the same statements, in the same order, the same object.
+or two round trips fewer (docs/design/pymysql-handshake.md). The connection is then what
+PyMySQL would have made: the same statements, in the same order, the same object.
 
 This holds only when authentication takes one step: the server answers the response with OK
 or an error. A server that asks for more (an auth switch to another plugin, or more data as
