@@ -53,7 +53,8 @@ from typing import Any, Literal
 
 from clusterdb.core.description import Role, WantedRole
 from clusterdb.core.redact import Redactor
-from clusterdb.core.selection import WANTED_ROLES, Plan
+from clusterdb.core.roles import WANTED_ROLES, role_fits, role_is_fallback
+from clusterdb.core.selection import Plan
 from clusterdb.drivers.base import Pending
 from clusterdb.errors import AllNodesFailed, ConfigError, NoSuitableNode, bind_to_driver
 from clusterdb.runtime import workers
@@ -157,7 +158,7 @@ def _settled_here(
         adapter.close_quietly(conn)
         cluster.attempt_abandoned(node)
         raise
-    if not _fits(wanted, role) or (wanted == "prefer-replica" and role == "primary"):
+    if not role_fits(wanted, role) or role_is_fallback(wanted, role):
         return False, None
     return True, role
 
@@ -497,13 +498,13 @@ class _Race:
                 raise
             self._failed(index, node, exc)
             return
-        if not _fits(self.wanted, role):
+        if not role_fits(self.wanted, role):
             adapter.close_quietly(conn)
             self.cluster.record_success(node, latency, role, discarded=True)
             line = f"is a {role}, wanted {self.wanted}"
             self.results.put((index, None, adapter.operational_error(line), line, False))
             return
-        if self.wanted == "prefer-replica" and role == "primary":
+        if role_is_fallback(self.wanted, role):
             self._offer_fallback(index, node, conn, latency)
             return
         won = self.claim()
@@ -542,10 +543,3 @@ class _Race:
         if text and self.redactor.scrub(text) == text:
             return exc
         return self.cluster.adapter.operational_error(line)
-
-
-def _fits(wanted: WantedRole, role: Role | None) -> bool:
-    # An undetectable role (generic drivers) cannot be refused; "prefer" takes what answers.
-    if role is None or wanted in ("any", "prefer-replica"):
-        return True
-    return role == wanted
