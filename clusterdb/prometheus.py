@@ -15,7 +15,6 @@ Needs the optional extra: ``pip install clusterdb[prometheus]``.
 from __future__ import annotations
 
 import math
-import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
@@ -177,15 +176,22 @@ class ClusterdbCollector(Collector):
 _registered: weakref.WeakKeyDictionary[CollectorRegistry, ClusterdbCollector] = (
     weakref.WeakKeyDictionary()
 )
-_lock = threading.Lock()
 
 
 def register_collector(registry: CollectorRegistry = REGISTRY) -> ClusterdbCollector:
-    """Register a :class:`ClusterdbCollector` with ``registry`` once; return it."""
-    with _lock:
-        collector = _registered.get(registry)
-        if collector is None:
-            collector = ClusterdbCollector()
-            registry.register(collector)
-            _registered[registry] = collector
-        return collector
+    """Register a :class:`ClusterdbCollector` with ``registry`` once; return it.
+
+    No lock (nothing to reset in a forked child): concurrent first calls share the collector
+    that ``setdefault`` kept, and the caller that put it there registers it.
+    """
+    collector = _registered.get(registry)
+    if collector is None:
+        candidate = ClusterdbCollector()
+        collector = _registered.setdefault(registry, candidate)
+        if collector is candidate:
+            try:
+                registry.register(candidate)
+            except BaseException:
+                _registered.pop(registry, None)
+                raise
+    return collector
