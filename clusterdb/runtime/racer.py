@@ -57,9 +57,8 @@ from clusterdb.core.roles import WANTED_ROLES, role_fits, role_is_fallback
 from clusterdb.core.selection import Plan
 from clusterdb.drivers.base import Pending
 from clusterdb.errors import AllNodesFailed, ConfigError, NoSuitableNode, bind_to_driver
-from clusterdb.runtime import workers
+from clusterdb.runtime import process
 from clusterdb.runtime.cluster import Cluster
-from clusterdb.runtime.monitor import get_monitor
 
 __all__ = ["Attempt", "connect", "race"]
 
@@ -88,7 +87,7 @@ def connect(cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any]) -> 
     else:
         timeout = cluster.options.connect_timeout  # checked when the cluster was configured
     adapter = cluster.adapter
-    cluster.watch(get_monitor())
+    cluster.watch(process.monitor())
     chosen, desc = cluster.begin(wanted)
     if not chosen.nodes:
         cluster.record_outcome(False)
@@ -451,7 +450,7 @@ class _Race:
         """Run ``connect(remaining)`` on a worker; ``started``: when the attempt began, if it
         began in the calling thread (its latency counts from there)."""
         try:
-            workers.spawn(
+            process.spawn(
                 self._attempt,
                 index,
                 node,

@@ -20,7 +20,7 @@ from clusterdb.config import cluster_from_kwargs
 from clusterdb.drivers.base import ConnectArgs, nothing
 from clusterdb.drivers.generic import GenericAdapter
 from clusterdb.errors import AllNodesFailed
-from clusterdb.runtime import racer, workers
+from clusterdb.runtime import process, racer
 from clusterdb.runtime.cluster import Cluster
 
 pytestmark = pytest.mark.usefixtures("no_thread_left")
@@ -143,7 +143,7 @@ def test_a_silent_first_node_is_finished_by_a_worker(tmp_path: Path) -> None:
     adapter.outcomes["a"] = "pending"
     conn = racer.connect(cluster, "any", {})
     conn.close()
-    assert workers.wait_all(10)  # a hedged attempt may still be running: let it end
+    assert process.pool().wait(10)  # a hedged attempt may still be running: let it end
     snap = cluster.stats_snapshot()
     assert snap.connects == 1
     assert sum(n.connects - n.discarded for n in snap.nodes) == 1
@@ -193,7 +193,7 @@ def test_a_role_read_for_free_that_does_not_fit_goes_to_the_race(tmp_path: Path)
     cluster, _ = make_cluster(tmp_path, adapter=adapter)
     conn = racer.connect(cluster, "primary", {})
     conn.close()
-    assert workers.wait_all(10)
+    assert process.pool().wait(10)
     snap = cluster.stats_snapshot()
     nodes = {n.name: n for n in snap.nodes}
     assert (nodes["a"].connects, nodes["a"].discarded) == (1, 1)  # a replica: closed unused
@@ -237,7 +237,7 @@ def test_a_forked_child_counts_the_connects_queued_before_the_fork(tmp_path: Pat
     if pid == 0:  # the child: the parent's connect counted once, nothing left pending
         code = 1
         try:
-            cluster.after_fork_in_child()  # what the registry's fork hook does
+            cluster.after_fork_in_child()  # what the process's fork hook does
             racer.connect(cluster, "any", {}).close()
             snap = cluster.stats_snapshot()
             pending = sum(n.pending for n in snap.nodes)
