@@ -6,7 +6,7 @@ warm-up; each round connects the vendor driver to every node, then clusterdb onc
 bench`` does (so clusterdb's code runs with the caches the vendor's connects left). Timestamps
 come from wrapping the cluster's own steps, so the stages add up to the whole call:
 
-* ``enter``: from the call to the plan (the cluster's lookup, the racer's set-up);
+* ``enter``: from the call to the plan (the cluster's lookup, the connect pipeline's set-up);
 * ``plan``: ``Cluster.begin`` (a kept ranking and a random draw, or a new ranking);
 * ``to driver``: from the plan to the driver's connect starting;
 * ``driver connect``: the adapter's ``start`` (in the calling thread: TCP connect, wait for the

@@ -33,7 +33,8 @@ from clusterdb.errors import (
     OperationalError,
     UnknownClusterError,
 )
-from clusterdb.runtime import process, racer
+from clusterdb.runtime import process
+from clusterdb.runtime.connect import connect as connect_cluster
 
 __all__ = [
     "AllNodesFailed",
@@ -114,7 +115,7 @@ def connect(name: str, *, role: WantedRole = "any", **overrides: Any) -> Any:
     ``OperationalError``) when no node could be reached, :class:`NoSuitableNode` when none
     fits ``role``.
     """
-    return racer.connect(process.get(name), role, overrides)
+    return connect_cluster(process.get(name), role, overrides)
 
 
 def close(timeout: float = 1.0) -> bool:

@@ -38,7 +38,8 @@ from pymysql import (
 )
 
 from clusterdb.core.description import WantedRole
-from clusterdb.runtime import process, racer
+from clusterdb.runtime import process
+from clusterdb.runtime.connect import connect as connect_cluster
 
 __all__ = [
     "BINARY",
@@ -77,4 +78,4 @@ paramstyle: str = pymysql.paramstyle
 def connect(cluster_name: str, *, role: WantedRole = "any", **overrides: Any) -> Any:
     """A PyMySQL connection to a node of ``cluster_name``; see :func:`clusterdb.connect`."""
     cluster = process.get_for_driver(cluster_name, "pymysql", __name__)
-    return racer.connect(cluster, role, overrides)
+    return connect_cluster(cluster, role, overrides)

@@ -11,7 +11,6 @@ PENDING: frozenset[str] = frozenset(
     {
         "clusterdb/config/__init__.py",
         "clusterdb/runtime/cluster.py",
-        "clusterdb/runtime/racer.py",
         "clusterdb/testing/cluster.py",
         "clusterdb/testing/postgres.py",
         "clusterdb/tools/demo.py",
