@@ -29,6 +29,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         "pip install clusterdb[prometheus]"
     ) from exc
 
+from clusterdb import stats
 from clusterdb.core.stats import ClusterStats, NodeStats
 
 __all__ = ["COUNTERS", "GAUGES", "LABELS", "ClusterdbCollector", "register_collector"]
@@ -113,12 +114,6 @@ CLUSTER_COUNTERS: dict[str, tuple[str, Callable[[ClusterStats], float]]] = {
 }
 
 
-def _default_snapshot() -> Mapping[str, ClusterStats]:
-    from clusterdb import stats
-
-    return stats.snapshot()
-
-
 class ClusterdbCollector(Collector):
     """Yields clusterdb's per-node metric families at each scrape.
 
@@ -131,7 +126,7 @@ class ClusterdbCollector(Collector):
         snapshot: Callable[[], Mapping[str, ClusterStats]] | None = None,
         clusters: tuple[str, ...] | None = None,
     ) -> None:
-        self._snapshot = snapshot or _default_snapshot
+        self._snapshot = snapshot or stats.snapshot
         self._clusters = clusters
 
     def describe(self) -> Iterator[Metric]:
