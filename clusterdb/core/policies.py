@@ -83,7 +83,7 @@ class HedgePolicy:
     (18-30 ms for a local node), and the 0.5 s ceiling bounds that for far nodes.
 
     ``max_delay`` is also how long a ``prefer-replica`` connect keeps a primary that answered
-    aside while a replica attempt may still answer (see :mod:`clusterdb.racer`): the longest
+    aside while a replica attempt may still answer (see :mod:`clusterdb.runtime.race`): the longest
     clusterdb waits on a silent node before settling for something else.
     """
 

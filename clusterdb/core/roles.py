@@ -13,7 +13,14 @@ from typing import get_args
 
 from clusterdb.core.description import NodeDescription, Role, WantedRole
 
-__all__ = ["TIERS", "WANTED_ROLES", "role_fits", "role_is_fallback", "unfit_reason"]
+__all__ = [
+    "TIERS",
+    "WANTED_ROLES",
+    "role_fits",
+    "role_is_fallback",
+    "role_wins",
+    "unfit_reason",
+]
 
 WANTED_ROLES: tuple[WantedRole, ...] = get_args(WantedRole)
 
@@ -26,24 +33,37 @@ TIERS: Mapping[WantedRole, tuple[tuple[Role, ...], ...]] = MappingProxyType(
     }
 )
 
-# role -> its tier's index, per wanted role (roles that do not fit are absent).
-_TIER_OF: Mapping[WantedRole, Mapping[Role, int]] = {
-    wanted: {role: index for index, roles in enumerate(tiers) for role in roles}
-    for wanted, tiers in TIERS.items()
-}
+
+def _roles(wanted: WantedRole, after_unknown: bool) -> frozenset[Role | None]:
+    tiers = TIERS[wanted]
+    unknown = next(i for i, roles in enumerate(tiers) if "unknown" in roles)
+    return frozenset(
+        r for i, roles in enumerate(tiers) for r in roles if (i > unknown) is after_unknown
+    )
+
+
+# Per wanted role, the roles (None: the driver cannot tell) that fit, that are fallbacks, and
+# that win outright: set lookups, as connect() asks on every connect.
+_FALLBACK = {wanted: _roles(wanted, after_unknown=True) for wanted in TIERS}
+_WINS = {wanted: _roles(wanted, after_unknown=False) | {None} for wanted in TIERS}
+_FITS = {wanted: _WINS[wanted] | _FALLBACK[wanted] for wanted in TIERS}
 
 
 def role_fits(wanted: WantedRole, role: Role | None) -> bool:
     """Whether a node of ``role`` may serve ``wanted``. An unknown role (``"unknown"``, or
     None: the driver cannot tell) is never refused: only a known wrong one is."""
-    return role is None or role in _TIER_OF[wanted]
+    return role in _FITS[wanted]
 
 
 def role_is_fallback(wanted: WantedRole, role: Role | None) -> bool:
     """Whether ``role`` fits ``wanted`` only after nodes of unknown role (taken when no better
     node answers)."""
-    tiers = _TIER_OF[wanted]
-    return role is not None and tiers.get(role, -1) > tiers["unknown"]
+    return role in _FALLBACK[wanted]
+
+
+def role_wins(wanted: WantedRole, role: Role | None) -> bool:
+    """Whether ``role`` fits ``wanted`` and is no fallback: a connection to it wins outright."""
+    return role in _WINS[wanted]
 
 
 def unfit_reason(node: NodeDescription, wanted: WantedRole, max_lag: float | None) -> str | None:

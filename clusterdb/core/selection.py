@@ -62,7 +62,7 @@ class Ranking:
 
     A ranking stays right while nothing it was made from changes, so a caller may keep it and
     :meth:`draw` a fresh :class:`Plan` from it per connect() (the cluster does, see
-    :meth:`~clusterdb.cluster.Cluster.begin`).
+    :meth:`~clusterdb.runtime.cluster.Cluster.begin`).
     """
 
     groups: tuple[tuple[tuple[str, ...], tuple[float, ...]], ...]

@@ -18,7 +18,7 @@ from time import monotonic
 from typing import Any
 
 from clusterdb.core.description import Role, WantedRole
-from clusterdb.core.roles import WANTED_ROLES, role_fits, role_is_fallback
+from clusterdb.core.roles import WANTED_ROLES, role_wins
 from clusterdb.drivers.base import Pending
 from clusterdb.errors import ConfigError, NoSuitableNode, bind_to_driver
 from clusterdb.runtime import process
@@ -110,7 +110,7 @@ def _settled_here(
         adapter.close_quietly(conn)
         cluster.attempt_abandoned(node)
         raise
-    if not role_fits(wanted, role) or role_is_fallback(wanted, role):
+    if not role_wins(wanted, role):
         return False, None
     return True, role
 

@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 
 from clusterdb.core.description import NodeDescription, Role, WantedRole
-from clusterdb.core.roles import TIERS, WANTED_ROLES, role_fits, role_is_fallback, unfit_reason
+from clusterdb.core.roles import (
+    TIERS,
+    WANTED_ROLES,
+    role_fits,
+    role_is_fallback,
+    role_wins,
+    unfit_reason,
+)
 
 # wanted, role -> fits, fallback (None: the driver cannot tell the role)
 TABLE: dict[tuple[WantedRole, Role | None], tuple[bool, bool]] = {
@@ -36,10 +43,11 @@ def test_the_table_covers_every_wanted_role_and_role() -> None:
 
 
 @pytest.mark.parametrize(("wanted", "role"), list(TABLE))
-def test_role_fits_and_fallback(wanted: WantedRole, role: Role | None) -> None:
+def test_role_fits_fallback_and_wins(wanted: WantedRole, role: Role | None) -> None:
     fits, fallback = TABLE[wanted, role]
     assert role_fits(wanted, role) is fits
     assert role_is_fallback(wanted, role) is fallback
+    assert role_wins(wanted, role) is (fits and not fallback)
 
 
 @pytest.mark.parametrize(("wanted", "role"), [k for k in TABLE if k[1] is not None])
