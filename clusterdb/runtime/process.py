@@ -61,6 +61,7 @@ def monitor() -> Monitor:
 
 
 def pool() -> WorkerPool:
+    """The process's worker pool (tests wait on it)."""
     return _pool
 
 
