@@ -6,7 +6,7 @@ warm-up; each round connects the vendor driver to every node, then clusterdb onc
 bench`` does (so clusterdb's code runs with the caches the vendor's connects left). Timestamps
 come from wrapping the cluster's own steps, so the stages add up to the whole call:
 
-* ``enter``: from the call to the plan (the cluster's lookup, the racer's set-up);
+* ``enter``: from the call to the plan (the cluster's lookup, the connect pipeline's set-up);
 * ``plan``: ``Cluster.begin`` (a kept ranking and a random draw, or a new ranking);
 * ``to driver``: from the plan to the driver's connect starting;
 * ``driver connect``: the adapter's ``start`` (in the calling thread: TCP connect, wait for the
@@ -39,7 +39,7 @@ from bench import peers  # noqa: E402
 from bench.clusterhost import start_clusters  # noqa: E402
 from bench.idle import IdleControl  # noqa: E402
 from bench.stats import median  # noqa: E402
-from clusterdb import registry  # noqa: E402
+from clusterdb.runtime import process  # noqa: E402
 
 STAGES = (
     ("enter", "start", "begin_in"),
@@ -83,7 +83,7 @@ def breakdown(driver: str, n: int, nodes: int, cpus_sleep: bool, dump: Path | No
             clusterdb.connect(name).close()
         each = [{**cl.connect_kwargs(x, via_proxy=False), **settings} for x in cl.nodes[:nodes]]
         vendor: list[list[float]] = [[] for _ in each]
-        cluster = registry.get(name)
+        cluster = process.get(name)
         marks: dict[str, float] = {}
         _wrap(cluster, "begin", "begin", marks)
         entry = "start" if cluster.adapter.starts_inline else "connect"

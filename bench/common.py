@@ -12,6 +12,7 @@ from typing import Any
 import clusterdb
 from bench.clusterhost import RemoteCluster, RemoteNode
 from bench.idle import IdleControl
+from clusterdb.runtime import process
 
 __all__ = [
     "FULL",
@@ -191,9 +192,7 @@ def warm(name: str, count: int, after: Callable[[Any], None] | None = None) -> i
     more (up to ``10 * count``) while a node is still on trial (it has an estimate and has
     served no connection yet, see ``SelectionPolicy``): a trial belongs to the learning, not to
     the steady state. Returns how many connects it made."""
-    from clusterdb.runtime import registry
-
-    cluster = registry.get(name)
+    cluster = process.get(name)
     policy = cluster.options.selection
 
     def on_trial() -> bool:

@@ -18,7 +18,6 @@ first and hedges to the next when it is slow to answer; one overall deadline
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from clusterdb import stats
@@ -34,7 +33,8 @@ from clusterdb.errors import (
     OperationalError,
     UnknownClusterError,
 )
-from clusterdb.runtime import racer, registry, workers
+from clusterdb.runtime import process
+from clusterdb.runtime.connect import connect as connect_cluster
 
 __all__ = [
     "AllNodesFailed",
@@ -81,17 +81,17 @@ def register(name: str, driver: Any, nodes: Any, **kwargs: Any) -> None:
     ``kwargs``; the rest goes to the driver's ``connect()``. Raises ConfigError naming the
     key at fault.
     """
-    registry.register(cluster_from_kwargs(name, driver, nodes, kwargs))
+    process.register(cluster_from_kwargs(name, driver, nodes, kwargs))
 
 
 def unregister(name: str) -> None:
     """Forget cluster ``name``; connections already open are left alone."""
-    registry.unregister(name)
+    process.unregister(name)
 
 
 def clusters() -> tuple[str, ...]:
     """Names of the registered clusters, in registration order."""
-    return registry.names()
+    return process.names()
 
 
 def load_config(path: str | None = None) -> tuple[str, ...]:
@@ -102,7 +102,7 @@ def load_config(path: str | None = None) -> tuple[str, ...]:
     """
     configs = load_file(path)
     for config in configs:
-        registry.register(config)
+        process.register(config)
     return tuple(c.name for c in configs)
 
 
@@ -115,19 +115,18 @@ def connect(name: str, *, role: WantedRole = "any", **overrides: Any) -> Any:
     ``OperationalError``) when no node could be reached, :class:`NoSuitableNode` when none
     fits ``role``.
     """
-    return racer.connect(registry.get(name), role, overrides)
+    return connect_cluster(process.get(name), role, overrides)
 
 
 def close(timeout: float = 1.0) -> bool:
     """Stop clusterdb's background work; also done at interpreter exit.
 
     Stops the monitor and waits up to ``timeout`` seconds for probes and abandoned connect
-    attempts still in flight; True when none is left. Clusters stay registered and connect()
-    keeps working; the monitor starts again on use.
+    attempts still in flight and for the idle worker threads to end; True when no clusterdb
+    thread is left. Clusters stay registered and connect() keeps working; the monitor starts
+    again on use.
     """
-    from clusterdb.runtime import monitor
-
-    return monitor.stop_monitor(timeout)
+    return process.close(timeout)
 
 
 def probe(name: str, timeout: float | None = None) -> stats.ClusterStats:
@@ -135,33 +134,18 @@ def probe(name: str, timeout: float | None = None) -> stats.ClusterStats:
     the stats afterwards. Waits at most ``timeout`` seconds (default: the cluster's
     ``connect_timeout`` plus one); a probe still running then is recorded when it ends.
     """
-    cluster = registry.get(name)
-    limit = cluster.options.connect_timeout + 1.0 if timeout is None else timeout
-    nodes = cluster.node_names
-    left = len(nodes)
-    lock, all_done = threading.Lock(), threading.Event()
-
-    def probe_one(node: str) -> None:
-        nonlocal left
-        try:
-            cluster.probe(node)  # records its own outcome
-        finally:
-            with lock:
-                left -= 1
-                if left == 0:
-                    all_done.set()
-
-    for node in nodes:
-        workers.spawn(probe_one, node, name=f"clusterdb-probe-{cluster.name}-{node}")
-    all_done.wait(limit)
+    cluster = process.get(name)
+    process.probe_all(
+        cluster, cluster.options.connect_timeout + 1.0 if timeout is None else timeout
+    )
     return cluster.stats_snapshot()
 
 
 def drain(cluster: str, node: str) -> None:
     """Give ``node`` of ``cluster`` no new connections until :func:`undrain`."""
-    registry.get(cluster).drain(node)
+    process.get(cluster).drain(node)
 
 
 def undrain(cluster: str, node: str) -> None:
     """Put a drained node back into rotation."""
-    registry.get(cluster).undrain(node)
+    process.get(cluster).undrain(node)

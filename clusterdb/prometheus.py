@@ -15,7 +15,6 @@ Needs the optional extra: ``pip install clusterdb[prometheus]``.
 from __future__ import annotations
 
 import math
-import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
@@ -30,6 +29,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         "pip install clusterdb[prometheus]"
     ) from exc
 
+from clusterdb import stats
 from clusterdb.core.stats import ClusterStats, NodeStats
 
 __all__ = ["COUNTERS", "GAUGES", "LABELS", "ClusterdbCollector", "register_collector"]
@@ -114,12 +114,6 @@ CLUSTER_COUNTERS: dict[str, tuple[str, Callable[[ClusterStats], float]]] = {
 }
 
 
-def _default_snapshot() -> Mapping[str, ClusterStats]:
-    from clusterdb import stats
-
-    return stats.snapshot()
-
-
 class ClusterdbCollector(Collector):
     """Yields clusterdb's per-node metric families at each scrape.
 
@@ -132,7 +126,7 @@ class ClusterdbCollector(Collector):
         snapshot: Callable[[], Mapping[str, ClusterStats]] | None = None,
         clusters: tuple[str, ...] | None = None,
     ) -> None:
-        self._snapshot = snapshot or _default_snapshot
+        self._snapshot = snapshot or stats.snapshot
         self._clusters = clusters
 
     def describe(self) -> Iterator[Metric]:
@@ -177,15 +171,22 @@ class ClusterdbCollector(Collector):
 _registered: weakref.WeakKeyDictionary[CollectorRegistry, ClusterdbCollector] = (
     weakref.WeakKeyDictionary()
 )
-_lock = threading.Lock()
 
 
 def register_collector(registry: CollectorRegistry = REGISTRY) -> ClusterdbCollector:
-    """Register a :class:`ClusterdbCollector` with ``registry`` once; return it."""
-    with _lock:
-        collector = _registered.get(registry)
-        if collector is None:
-            collector = ClusterdbCollector()
-            registry.register(collector)
-            _registered[registry] = collector
-        return collector
+    """Register a :class:`ClusterdbCollector` with ``registry`` once; return it.
+
+    No lock (nothing to reset in a forked child): concurrent first calls share the collector
+    that ``setdefault`` kept, and the caller that put it there registers it.
+    """
+    collector = _registered.get(registry)
+    if collector is None:
+        candidate = ClusterdbCollector()
+        collector = _registered.setdefault(registry, candidate)
+        if collector is candidate:
+            try:
+                registry.register(candidate)
+            except BaseException:
+                _registered.pop(registry, None)
+                raise
+    return collector

@@ -45,7 +45,8 @@ from psycopg import (
 from psycopg.rows import TupleRow
 
 from clusterdb.core.description import WantedRole
-from clusterdb.runtime import racer, registry
+from clusterdb.runtime import process
+from clusterdb.runtime.connect import connect as connect_cluster
 
 __all__ = [
     "BINARY",
@@ -108,4 +109,4 @@ class Connection(psycopg.Connection[TupleRow]):
 
 
 def _connect(name: str, role: WantedRole, overrides: dict[str, Any]) -> Any:
-    return racer.connect(registry.get_for_driver(name, "psycopg", __name__), role, overrides)
+    return connect_cluster(process.get_for_driver(name, "psycopg", __name__), role, overrides)

@@ -38,7 +38,8 @@ from pymysql import (
 )
 
 from clusterdb.core.description import WantedRole
-from clusterdb.runtime import racer, registry
+from clusterdb.runtime import process
+from clusterdb.runtime.connect import connect as connect_cluster
 
 __all__ = [
     "BINARY",
@@ -76,5 +77,5 @@ paramstyle: str = pymysql.paramstyle
 
 def connect(cluster_name: str, *, role: WantedRole = "any", **overrides: Any) -> Any:
     """A PyMySQL connection to a node of ``cluster_name``; see :func:`clusterdb.connect`."""
-    cluster = registry.get_for_driver(cluster_name, "pymysql", __name__)
-    return racer.connect(cluster, role, overrides)
+    cluster = process.get_for_driver(cluster_name, "pymysql", __name__)
+    return connect_cluster(cluster, role, overrides)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import overload
 
 from clusterdb.core.stats import ClusterStats, NodeStats
-from clusterdb.runtime import registry
+from clusterdb.runtime import process
 
 __all__ = ["ClusterStats", "NodeStats", "reset", "snapshot"]
 
@@ -21,8 +21,8 @@ def snapshot(name: None = None) -> dict[str, ClusterStats]: ...
 def snapshot(name: str | None = None) -> ClusterStats | dict[str, ClusterStats]:
     """Stats of cluster ``name``, or ``{name: ClusterStats}`` for every registered cluster."""
     if name is not None:
-        return registry.get(name).stats_snapshot()
-    return {c.name: c.stats_snapshot() for c in registry.all_clusters()}
+        return process.get(name).stats_snapshot()
+    return {c.name: c.stats_snapshot() for c in process.all_clusters()}
 
 
 def reset(name: str | None = None) -> None:
@@ -30,6 +30,6 @@ def reset(name: str | None = None) -> None:
 
     Estimates (latency, role, state) are kept: they describe the nodes, not the history.
     """
-    clusters = [registry.get(name)] if name is not None else registry.all_clusters()
+    clusters = [process.get(name)] if name is not None else process.all_clusters()
     for cluster in clusters:
         cluster.reset_stats()

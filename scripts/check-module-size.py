@@ -10,7 +10,6 @@ LIMIT = 400
 PENDING: frozenset[str] = frozenset(
     {
         "clusterdb/runtime/cluster.py",
-        "clusterdb/runtime/racer.py",
     }
 )
 

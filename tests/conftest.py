@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import settings
 
-from clusterdb.runtime import workers
+from clusterdb.runtime import process
+from clusterdb.runtime.workers import MAX_IDLE
 
 # CI (CI=true) runs the property tests on a fixed sequence of examples, so a run is
 # reproducible; local runs keep drawing new examples, which is where new bugs are found.
@@ -32,8 +33,8 @@ def no_thread_left() -> Iterator[None]:
     """The test ends with no attempt running once its attempts have finished, and no more
     idle workers than the pool keeps."""
     yield
-    assert workers.wait_all(10), [t.name for t in threading.enumerate()]
+    assert process.pool().wait(10), [t.name for t in threading.enumerate()]
     running = [t.name for t in threading.enumerate() if t.name.startswith("clusterdb-connect")]
     assert not running
     idle = [t for t in threading.enumerate() if t.name == "clusterdb-worker"]
-    assert len(idle) <= workers.MAX_IDLE
+    assert len(idle) <= MAX_IDLE

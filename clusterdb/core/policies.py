@@ -77,8 +77,8 @@ class HedgePolicy:
     costs milliseconds); figures in docs/design/selection.md.
 
     ``max_delay`` is also how long a ``prefer-replica`` connect keeps a primary that answered
-    aside while a replica attempt may still answer: the longest clusterdb waits on a silent
-    node before settling for something else.
+    aside while a replica attempt may still answer (see :mod:`clusterdb.runtime.race`): the
+    longest clusterdb waits on a silent node before settling for something else.
     """
 
     multiplier: float = 3.0

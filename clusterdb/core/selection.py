@@ -1,24 +1,23 @@
 """Which nodes a connect() tries, in which order, with which hedge delays: :func:`plan`.
 
-A pure function of an immutable :class:`~clusterdb.description.ClusterDescription` and an
-injected random source (PyMongo's server selection is the model), so every rule is tested by
-scenario tables with no server.
+A pure function of a :class:`~clusterdb.core.description.ClusterDescription` and an injected
+random source, so every rule is tested by scenario tables (PyMongo's server selection is the
+model).
 
-1. **Fit.** A node fits unless it is drained, of a known wrong role, or a replica lagging more
-   than ``max_lag`` when a replica is wanted. Every node left out gets a reason in
+1. **Fit.** :func:`~clusterdb.core.roles.unfit_reason`: drained, a known wrong role, or a
+   replica lagging more than ``max_lag``; every node left out gets its reason in
    :attr:`Plan.rejected`.
-2. **Down nodes last resort.** Fitting nodes in state ``down`` are offered only when no other
-   node fits; then all of them are raced (the monitor may not have seen the recovery yet).
-3. **Role tiers.** Known roles before unknown ones (the edge checks the role on connect):
-   ``primary``: primaries, then unknown; ``replica``: replicas, then unknown;
-   ``prefer-replica``: replicas, unknown, then primaries; ``any``: one tier.
-4. **Within a tier:** ``up`` nodes with a latency estimate: those inside the latency window
-   of the cheapest, and those on trial (no connection served yet), in a weighted random order
-   (:class:`~clusterdb.policies.SelectionPolicy`), the others by increasing cost; then ``up``
-   nodes without an estimate and ``unknown`` nodes, in registration order.
-5. **Race or hedge.** When no node of the plan has a latency estimate nothing tells the nodes
-   apart: every node is started at once (delays 0, ``race=True``). Otherwise each node gets
-   its hedge delay from :class:`~clusterdb.policies.HedgePolicy`.
+2. **Down nodes last resort.** Fitting ``down`` nodes are offered only when no other node
+   fits, and then raced (the monitor may not have seen the recovery yet).
+3. **Role tiers.** :data:`~clusterdb.core.roles.TIERS`: known roles before unknown ones, whose
+   role is checked on connect.
+4. **Within a tier:** ``up`` nodes with an estimate inside the latency window of the cheapest,
+   and those on trial, in a weighted random order
+   (:class:`~clusterdb.core.policies.SelectionPolicy`), the others by increasing cost; then
+   nodes without an estimate, in registration order.
+5. **Race or hedge.** No estimate in the plan: every node starts at once (delays 0,
+   ``race=True``); otherwise each node gets its delay from
+   :class:`~clusterdb.core.policies.HedgePolicy`.
 """
 
 from __future__ import annotations
@@ -30,21 +29,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import permutations, product
 from types import MappingProxyType
-from typing import get_args
 
-from clusterdb.core.description import ClusterDescription, NodeDescription, Role, WantedRole
+from clusterdb.core.description import ClusterDescription, NodeDescription, WantedRole
 from clusterdb.core.policies import HedgePolicy, SelectionPolicy
+from clusterdb.core.roles import TIERS, WANTED_ROLES, unfit_reason
 
-__all__ = ["WANTED_ROLES", "Plan", "Ranking", "plan", "rank", "unfit_reason"]
+__all__ = ["Plan", "Ranking", "plan", "rank"]
 
-WANTED_ROLES: tuple[WantedRole, ...] = get_args(WantedRole)
-
-_TIERS: Mapping[str, tuple[tuple[Role, ...], ...]] = {
-    "any": (("primary", "replica", "unknown"),),
-    "primary": (("primary",), ("unknown",)),
-    "replica": (("replica",), ("unknown",)),
-    "prefer-replica": (("replica",), ("unknown",), ("primary",)),
-}
 _DEFAULT_SELECTION = SelectionPolicy()
 _DEFAULT_HEDGE = HedgePolicy()
 
@@ -71,7 +62,7 @@ class Ranking:
 
     A ranking stays right while nothing it was made from changes, so a caller may keep it and
     :meth:`draw` a fresh :class:`Plan` from it per connect() (the cluster does, see
-    :meth:`~clusterdb.cluster.Cluster.begin`).
+    :meth:`~clusterdb.runtime.cluster.Cluster.begin`).
     """
 
     groups: tuple[tuple[tuple[str, ...], tuple[float, ...]], ...]
@@ -179,7 +170,7 @@ def rank(
     now: float | None = None,
 ) -> Ranking:
     """Everything of :func:`plan` but the random draw."""
-    if wanted not in _TIERS:
+    if wanted not in TIERS:
         raise ValueError(f"unknown role {wanted!r}: expected one of {', '.join(WANTED_ROLES)}")
     rejected: dict[str, str] = {}
     live: list[NodeDescription] = []
@@ -212,23 +203,6 @@ def rank(
     )
 
 
-def unfit_reason(node: NodeDescription, wanted: WantedRole, max_lag: float | None) -> str | None:
-    """Why ``node`` cannot serve ``wanted`` whatever its state, or None when it can."""
-    if node.drained:
-        return "drained"
-    if wanted == "primary" and node.role == "replica":
-        return "role replica, wanted primary"
-    if wanted == "replica" and node.role == "primary":
-        return "role primary, wanted replica"
-    lag_matters = wanted in ("replica", "prefer-replica") and node.role != "primary"
-    if lag_matters and max_lag is not None:
-        if node.replication_stopped:
-            return f"replication stopped: lag unbounded > max_lag {max_lag:.1f} s"
-        if node.lag is not None and node.lag > max_lag:
-            return f"lag {node.lag:.1f} s > max_lag {max_lag:.1f} s"
-    return None
-
-
 def _down_reason(node: NodeDescription, now: float | None) -> str:
     since = ""
     if now is not None and node.down_since is not None:
@@ -237,7 +211,7 @@ def _down_reason(node: NodeDescription, now: float | None) -> str:
 
 
 def _tiers(nodes: Sequence[NodeDescription], wanted: WantedRole) -> list[list[NodeDescription]]:
-    tiers = _TIERS[wanted]
+    tiers = TIERS[wanted]
     if len(tiers) == 1:  # "any": every role in one tier
         return [list(nodes)]
     return [[n for n in nodes if n.role in roles] for roles in tiers]

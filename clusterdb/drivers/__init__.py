@@ -7,7 +7,6 @@ psycopg nor PyMySQL.
 from __future__ import annotations
 
 import importlib
-import threading
 from types import ModuleType
 
 from clusterdb.drivers.base import ConnectArgs, DriverAdapter
@@ -19,8 +18,9 @@ _KNOWN = {"psycopg": "psycopg", "pymysql": "pymysql"}
 # clusterdb's own DB-API modules name the driver they wrap.
 _WRAPPERS = {"clusterdb.psycopg": "psycopg", "clusterdb.pymysql": "pymysql"}
 
+# No lock (nothing to reset in a forked child): threads building one adapter at once keep the
+# first one stored.
 _cache: dict[str, DriverAdapter] = {}
-_lock = threading.Lock()
 
 
 def get_adapter(driver: str | ModuleType) -> DriverAdapter:
@@ -40,11 +40,8 @@ def get_adapter(driver: str | ModuleType) -> DriverAdapter:
     name = _WRAPPERS.get(name, name)
     adapter = _cache.get(name)
     if adapter is None:
-        with _lock:
-            adapter = _cache.get(name)
-            if adapter is None:
-                adapter = _build(name, driver if isinstance(driver, ModuleType) else None)
-                _cache[name] = adapter
+        built = _build(name, driver if isinstance(driver, ModuleType) else None)
+        adapter = _cache.setdefault(name, built)
     return adapter
 
 

@@ -1,22 +1,15 @@
-"""The background monitor: one daemon thread per process that probes nodes.
+"""The background monitor: one daemon thread that schedules probes of the nodes it watches.
 
-Down nodes are probed on a capped exponential backoff (they come back into rotation as soon as a
-probe succeeds); healthy nodes once per heartbeat, for round-trip time, role and lag. The cost
-per process stays small: at most one probe in flight per node, no connection held open between
-probes, and the thread sleeps on an event until the next probe is due, so it uses no CPU while
-idle.
-
-The thread is a daemon and the monitor holds clusters only weakly, so it never keeps a process
-or a cluster alive. ``stop()`` ends it (``clusterdb.close()`` and interpreter exit call it); in a
-forked child the monitor starts afresh on first use, since the parent's thread does not exist
-there.
+Healthy nodes are probed once per heartbeat (round-trip time, role, lag), down nodes on a capped
+exponential backoff (:class:`~clusterdb.core.schedule.ProbeSchedule`); at most one probe per
+node is in flight, run by ``spawn``. The thread sleeps on an event until the next probe is due
+and holds clusters only weakly, so an idle monitor costs no CPU and keeps nothing alive. The
+process's one monitor lives in :mod:`clusterdb.runtime.process`.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
-import os
 import random
 import threading
 import time
@@ -26,9 +19,9 @@ from typing import Protocol
 
 from clusterdb.config import ClusterOptions
 from clusterdb.core.schedule import ProbeSchedule
-from clusterdb.runtime import workers
+from clusterdb.runtime.workers import Spawn
 
-__all__ = ["Monitor", "Probed", "get_monitor", "stop_monitor"]
+__all__ = ["Monitor", "Probed"]
 
 log = logging.getLogger("clusterdb")
 
@@ -60,9 +53,11 @@ class Monitor:
 
     def __init__(
         self,
+        spawn: Spawn,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
+        self._spawn = spawn
         self._clock = clock
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
@@ -141,7 +136,7 @@ class Monitor:
         cluster stays referenced from the sleeping thread."""
         due, sleep = self._collect_due(now)
         for cluster, node in due:
-            workers.spawn(self._probe, cluster, node, name=f"clusterdb-probe-{cluster.name}-{node}")
+            self._spawn(self._probe, cluster, node, name=f"clusterdb-probe-{cluster.name}-{node}")
         return sleep
 
     def _collect_due(self, now: float) -> tuple[list[tuple[Probed, str]], float]:
@@ -181,43 +176,3 @@ class Monitor:
                     else current.after_failure(now, options.backoff, self._rng)
                 )
         self._wake.set()
-
-
-_monitor: Monitor | None = None
-_monitor_lock = threading.Lock()
-
-
-def get_monitor() -> Monitor:
-    """The process's monitor (created on first use, and afresh in a forked child)."""
-    global _monitor
-    monitor = _monitor
-    if monitor is not None:
-        return monitor
-    with _monitor_lock:
-        if _monitor is None:
-            _monitor = Monitor()
-        return _monitor
-
-
-def stop_monitor(timeout: float = 1.0) -> bool:
-    """Stop the process's monitor and wait up to ``timeout`` s for clusterdb's probe and
-    connect threads to end; True when none is left. The next use starts a new monitor."""
-    global _monitor
-    deadline = time.monotonic() + timeout
-    with _monitor_lock:
-        monitor, _monitor = _monitor, None
-    if monitor is not None:
-        monitor.stop(timeout)
-    return workers.wait_all(max(0.0, deadline - time.monotonic()))
-
-
-def _after_fork_in_child() -> None:
-    # The parent's thread does not exist here and its locks may be held: start from nothing.
-    global _monitor, _monitor_lock
-    _monitor = None
-    _monitor_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-# Bounded: a node hung mid-probe must not hold the process (at most ~1 s at exit).
-atexit.register(stop_monitor, 1.0)

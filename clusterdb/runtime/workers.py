@@ -1,51 +1,53 @@
-"""clusterdb's own background jobs (connect attempts, probes), run on warm daemon threads and
-tracked so that ``clusterdb.close()`` and interpreter exit can wait for them, within a bound.
+"""A pool of warm daemon threads for clusterdb's background jobs (connect attempts the caller
+does not wait for, probes), counted so that close() can wait for them within a bound.
 
-Every connect() runs its attempts off the calling thread, so that a hung node can be hedged.
-Starting a thread for each attempt cost some 70 µs measured against a 0.3 ms PyMySQL connect;
-an idle worker picks a job up in a fraction of that. Idle workers are reused newest first and
-leave after :data:`IDLE_EXIT` seconds, so a quiet process keeps no threads.
-
-Daemon threads never keep a process alive, but one still inside a driver's C code while the
-interpreter finalizes can crash the process at exit (seen: SIGSEGV with a probe of a dead
-MariaDB node in flight). Every attempt and probe is bounded by its own timeout, so waiting a
-little at exit lets almost all of them end cleanly; the bound keeps a hung node from holding
-the process.
+Idle workers are reused newest first and end after ``idle_exit`` seconds, or at once when the
+pool is closed. Daemon threads rather than ``concurrent.futures``: an executor's exit hook
+joins its workers, so an attempt hung in a driver would block interpreter exit.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["IDLE_EXIT", "MAX_IDLE", "spawn", "wait_all"]
+__all__ = ["IDLE_EXIT", "MAX_IDLE", "Spawn", "WorkerPool"]
 
 log = logging.getLogger("clusterdb")
 
 IDLE_EXIT = 60.0
-"""Seconds an idle worker waits for a job before its thread ends."""
+"""Seconds an idle worker waits for a job before its thread ends (the default)."""
 MAX_IDLE = 16
 """Idle workers kept at most; a burst of attempts beyond it leaves no crowd of threads."""
 
+_IDLE_NAME = "clusterdb-worker"
+
 _Job = tuple[Callable[..., Any], tuple[Any, ...], str]
+
+
+class Spawn(Protocol):
+    """``spawn(target, *args, name=...)``: run ``target(*args)`` in the background."""
+
+    def __call__(self, target: Callable[..., Any], /, *args: Any, name: str) -> None: ...
 
 
 class _Worker:
     __slots__ = ("jobs", "pool", "thread")
 
-    def __init__(self, pool: _Pool) -> None:
+    def __init__(self, pool: WorkerPool) -> None:
         self.pool = pool
-        self.jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._run, name="clusterdb-worker", daemon=True)
+        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()  # None: end now
+        self.thread = threading.Thread(target=self._run, name=_IDLE_NAME, daemon=True)
 
     def _run(self) -> None:
         while True:
             try:
-                self._run_one(self.jobs.get(timeout=IDLE_EXIT))
+                if not self._run_one(self.jobs.get(timeout=self.pool.idle_exit)):
+                    return  # the pool closed
             except queue.Empty:
                 if self.pool.retire(self):
                     return
@@ -53,8 +55,10 @@ class _Worker:
             if not self.pool.finished(self):
                 return
 
-    def _run_one(self, job: _Job) -> None:
+    def _run_one(self, job: _Job | None) -> bool:
         # Its own frame, so that an idle worker holds nothing of its last job (a cluster).
+        if job is None:
+            return False
         target, args, name = job
         self.thread.name = name  # stack dumps and tests tell attempts and probes apart
         try:
@@ -62,79 +66,89 @@ class _Worker:
         except BaseException:  # jobs record their own failures; this is a bug
             log.exception("clusterdb: background job %s raised", name)
         finally:
-            self.thread.name = "clusterdb-worker"
+            self.thread.name = _IDLE_NAME
+        return True
 
 
-class _Pool:
-    """Idle workers (a stack: the warmest first) and a count of jobs in flight."""
+class WorkerPool:
+    """Idle workers (a stack: the warmest first), every live worker, and the jobs in flight."""
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.idle_changed = threading.Condition(self.lock)
-        self.idle: list[_Worker] = []
-        self.busy = 0
+    def __init__(self, idle_exit: float = IDLE_EXIT) -> None:
+        self.idle_exit = idle_exit
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._idle: list[_Worker] = []
+        self._workers: set[_Worker] = set()
+        self._busy = 0
+        self._closed = False
 
-    def submit(self, target: Callable[..., Any], args: tuple[Any, ...], name: str) -> None:
-        with self.lock:
-            worker = self.idle.pop() if self.idle else None
-            self.busy += 1
-        if worker is None:
-            worker = _Worker(self)
+    def spawn(self, target: Callable[..., Any], /, *args: Any, name: str) -> None:
+        """Run ``target(*args)`` on a worker thread (named ``name`` while it runs). Raises
+        RuntimeError ("can't start new thread") when no worker can be started."""
+        with self._lock:
+            self._busy += 1
+            fresh = not self._idle
+            if fresh:
+                worker = _Worker(self)
+                self._workers.add(worker)
+            else:
+                worker = self._idle.pop()
+        if fresh:
             try:
                 worker.thread.start()
-            except BaseException:  # "can't start new thread": the caller counts that
-                self._done()
+            except BaseException:
+                self._not_started(worker)
                 raise
         worker.jobs.put((target, args, name))
 
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s until no job is running; True when none is. Not from a job
+        (it would wait for itself)."""
+        with self._lock:
+            return self._changed.wait_for(lambda: self._busy == 0, max(0.0, timeout))
+
+    def close(self, timeout: float) -> bool:
+        """End every worker: idle ones at once, busy ones when their job ends. Waits up to
+        ``timeout`` s; True when no worker thread is left. Jobs spawned later still run, each
+        on a thread of its own that ends with it."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            threads = [w.thread for w in self._workers]
+        for worker in idle:
+            worker.jobs.put(None)
+        me = threading.current_thread()
+        for thread in threads:
+            if thread is not me:
+                thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in threads if t is not me)
+
+    # -- called by workers --
+
     def finished(self, worker: _Worker) -> bool:
         """A job ended; True when ``worker`` stays for the next one."""
-        with self.lock:
-            self.busy -= 1
-            keep = len(self.idle) < MAX_IDLE
+        with self._lock:
+            self._busy -= 1
+            keep = not self._closed and len(self._idle) < MAX_IDLE
             if keep:
-                self.idle.append(worker)
-            self.idle_changed.notify_all()
+                self._idle.append(worker)
+            else:
+                self._workers.discard(worker)
+            self._changed.notify_all()
         return keep
 
     def retire(self, worker: _Worker) -> bool:
         """An idle worker timed out; True when it may end (nobody just took it)."""
-        with self.lock:
-            if worker in self.idle:
-                self.idle.remove(worker)
-                return True
-            return False
+        with self._lock:
+            if worker not in self._idle:
+                return False
+            self._idle.remove(worker)
+            self._workers.discard(worker)
+            return True
 
-    def _done(self) -> None:
-        with self.lock:
-            self.busy -= 1
-            self.idle_changed.notify_all()
-
-    def wait(self, timeout: float) -> bool:
-        with self.lock:
-            return self.idle_changed.wait_for(lambda: self.busy == 0, timeout)
-
-
-_pool = _Pool()
-
-
-def spawn(target: Callable[..., Any], *args: Any, name: str) -> None:
-    """Run ``target(*args)`` on a worker thread (named ``name`` while it runs)."""
-    _pool.submit(target, args, name)
-
-
-def wait_all(timeout: float) -> bool:
-    """Wait up to ``timeout`` seconds until no job is running; True when none is.
-
-    Must not be called from a job itself (it would wait for itself).
-    """
-    return _pool.wait(max(0.0, timeout))
-
-
-def _after_fork_in_child() -> None:
-    # The parent's workers do not exist here, and its lock may have been held at fork time.
-    global _pool
-    _pool = _Pool()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+    def _not_started(self, worker: _Worker) -> None:
+        with self._lock:
+            self._busy -= 1
+            self._workers.discard(worker)
+            self._changed.notify_all()

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 from clusterdb.testing.ports import HOST
 from clusterdb.testing.process import ServerProcess
 from clusterdb.testing.proxy import Proxy
 
-if TYPE_CHECKING:
-    from clusterdb.testing.cluster import Cluster
-
 __all__ = ["Role", "TestNode"]
 
 Role = Literal["primary", "replica"]
+
+
+class Cluster(Protocol):
+    """What a node needs of its harness cluster (its faults, done under the cluster's lock)."""
+
+    def kill_node(self, node: TestNode) -> None: ...
+    def stop_node(self, node: TestNode) -> None: ...
+    def start_node(self, node: TestNode) -> None: ...
+    def restart_node(self, node: TestNode) -> None: ...
+    def hang_node(self, node: TestNode) -> None: ...
+    def resume_node(self, node: TestNode) -> None: ...
 
 
 class TestNode:

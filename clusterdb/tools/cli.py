@@ -32,7 +32,7 @@ from clusterdb.config import CONFIG_ENV, known_secrets, load_file
 from clusterdb.core.redact import Redactor
 from clusterdb.core.stats import ClusterStats
 from clusterdb.errors import ConfigError, UnknownClusterError
-from clusterdb.runtime import registry
+from clusterdb.runtime import process
 from clusterdb.tools import report
 
 __all__ = ["check_cluster", "main", "probe_cluster"]
@@ -116,7 +116,7 @@ def _load(args: argparse.Namespace) -> tuple[list[str], tuple[str, ...]]:
     try:
         configs = load_file(path)  # its errors are scrubbed of every secret the file holds
         for config in configs:
-            registry.register(config)
+            process.register(config)
     except ConfigError as exc:
         raise UsageError(f"config error: {report.mask_secrets(str(exc))}") from None
     known = [config.name for config in configs]

@@ -11,6 +11,7 @@ from typing import Any
 
 import clusterdb
 from clusterdb.drivers.base import ConnectArgs, DriverAdapter, Pending
+from clusterdb.runtime import process
 from clusterdb.stats import ClusterStats
 from clusterdb.testing.cluster import Cluster, TestNode
 
@@ -58,9 +59,7 @@ def warm_up_until_first(name: str, first: str, connects: int = 100) -> None:
     estimated over twice as slow is outside it, so the next plan starts with ``first``, once
     the node is off trial (it has had the few connects a new estimate gets).
     """
-    from clusterdb.runtime import registry
-
-    cluster = registry.get(name)
+    cluster = process.get(name)
     policy = cluster.options.selection
 
     def alone_ahead() -> bool:
@@ -77,7 +76,7 @@ def warm_up_until_first(name: str, first: str, connects: int = 100) -> None:
         settled(name)
         if alone_ahead():
             return
-    raise AssertionError(f"{first} never ranked alone first: {registry.get(name).describe()}")
+    raise AssertionError(f"{first} never ranked alone first: {process.get(name).describe()}")
 
 
 def attempt_threads() -> list[threading.Thread]:

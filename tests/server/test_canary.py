@@ -19,7 +19,7 @@ import pytest
 from connect_support import settled, whoami
 
 import clusterdb
-from clusterdb.runtime import registry
+from clusterdb.runtime import process
 from clusterdb.testing.cluster import Cluster
 from clusterdb.testing.mariadb import MariaDBCluster
 from clusterdb.testing.ports import free_port
@@ -59,9 +59,9 @@ class Texts:
             self.items.append(("log args", repr(record.args)))
 
     def add_cluster(self, name: str) -> None:
-        cluster = registry.get(name)
+        cluster = process.get(name)
         self.add("cluster", cluster)
-        self.add("registry", registry.all_clusters())
+        self.add("registry", process.all_clusters())
         self.add("config", cluster.config)
         for node in cluster.config.nodes:
             self.add(f"node {node.name}", node)

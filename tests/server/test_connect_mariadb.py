@@ -24,7 +24,7 @@ import clusterdb
 import clusterdb.pymysql
 from clusterdb.drivers import pymysql as pymysql_driver
 from clusterdb.drivers.pymysql import PyMySQLAdapter
-from clusterdb.runtime import registry
+from clusterdb.runtime import process
 from clusterdb.testing.cluster import TestNode
 from clusterdb.testing.mariadb import MariaDBCluster
 from clusterdb.testing.ports import free_port
@@ -191,7 +191,7 @@ def test_pymysql_start_tells_a_live_server_from_a_silent_one_in_the_calling_thre
     Pending attempt within that patience, whose worker side fails once its time is up."""
     node = mariadb_cluster.nodes[0]
     with registered(mariadb_cluster) as name:
-        cluster = registry.get(name)
+        cluster = process.get(name)
         adapter = cluster.adapter
         assert isinstance(adapter, PyMySQLAdapter) and adapter.starts_inline
         target = cluster.target(node.name)
@@ -225,7 +225,7 @@ def test_a_server_that_greets_and_then_stalls_fails_within_the_timeout(
     left of the deadline, and ends in PyMySQL's own error (PyMySQL alone would wait forever)."""
     node = mariadb_cluster.nodes[0]
     with registered(mariadb_cluster) as name:
-        kwargs = dict(registry.get(name).target(node.name).kwargs)
+        kwargs = dict(process.get(name).target(node.name).kwargs)
     sock = pymysql_driver._open("127.0.0.1", node.proxy_port)
     assert pymysql_driver._greeted(sock, 1.0)  # the greeting is in; from here, silence
     node.proxy.set_mode("deaf")

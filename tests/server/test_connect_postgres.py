@@ -24,7 +24,7 @@ import clusterdb
 import clusterdb.psycopg
 from clusterdb.drivers.base import Pending
 from clusterdb.drivers.psycopg import PsycopgAdapter
-from clusterdb.runtime import registry
+from clusterdb.runtime import process
 from clusterdb.testing.postgres import PostgresCluster
 
 pytestmark = pytest.mark.postgres
@@ -223,7 +223,7 @@ def test_psycopg_start_connects_in_the_calling_thread_or_hands_over_when_slow(
     side ends at its own time limit with psycopg's ConnectionTimeout."""
     node = pg_cluster.nodes[0]
     with registered(pg_cluster) as name:
-        cluster = registry.get(name)
+        cluster = process.get(name)
         adapter = cluster.adapter
         assert isinstance(adapter, PsycopgAdapter) and adapter.starts_inline
         target = cluster.target(node.name)

@@ -131,7 +131,7 @@ def _script(harness: Cluster, body: str, **options: object) -> str:
     head = f"""
         import json, os, sys, threading, time
         import clusterdb
-        from clusterdb.runtime import monitor
+        from clusterdb.runtime import process
         clusterdb.register("c", driver={harness.driver!r}, nodes={harness.node_specs()!r},
                            **{settings!r})
         def probes():
@@ -170,7 +170,7 @@ def test_a_process_exits_at_once_with_the_monitor_stuck_on_a_hung_node(
         clusterdb.connect("c").close()
         assert wait(lambda: any(t.name == "clusterdb-probe-c-{hung.name}"
                                 for t in threading.enumerate()), 10), "no probe of the hung node"
-        assert monitor.get_monitor().running
+        assert process.monitor().running
         print("exiting", flush=True)
     """
     proc = _run(_script(pg_cluster, body, connect_timeout=20.0, heartbeat=0.2))
@@ -194,14 +194,14 @@ def test_a_forked_child_connects_and_runs_its_own_monitor(pg_cluster: PostgresCl
     body = """
         clusterdb.connect("c").close()
         assert wait(lambda: probes() >= 3, 10), "the parent's monitor never probed"
-        parent_monitor = monitor.get_monitor()
+        parent_monitor = process.monitor()
         read, write = os.pipe()
         pid = os.fork()
         if pid == 0:
             try:
                 at_fork = probes()
                 clusterdb.connect("c").close()
-                child_monitor = monitor.get_monitor()
+                child_monitor = process.monitor()
                 grew = wait(lambda: probes() >= at_fork + 6, 10)
                 out = {"connected": True, "fresh": child_monitor is not parent_monitor,
                        "running": child_monitor.running, "grew": grew,

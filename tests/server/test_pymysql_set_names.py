@@ -20,7 +20,7 @@ from connect_support import registered, whoami
 import clusterdb
 from clusterdb.drivers import pymysql_handshake
 from clusterdb.drivers.base import DriverAdapter
-from clusterdb.runtime import registry
+from clusterdb.runtime import process
 from clusterdb.testing.mariadb import MariaDBCluster
 from clusterdb.testing.proxy import Proxy
 
@@ -41,7 +41,7 @@ def adapter_and_target(
     """The PyMySQL adapter, and the first node's connect arguments with ``port`` instead
     (``options``: for register())."""
     with registered(harness, **options) as name:
-        cluster = registry.get(name)
+        cluster = process.get(name)
         target = cluster.target(harness.nodes[0].name)
         yield cluster.adapter, dataclasses.replace(target, kwargs={**target.kwargs, "port": port})
 
@@ -234,7 +234,7 @@ def test_threads_connecting_at_once_each_get_a_whole_connection(
     charset PyMySQL set, and the servers are known afterwards (later connects send along)."""
     threads, rounds = 16, 15
     with registered(mariadb_cluster) as name:
-        cluster = registry.get(name)
+        cluster = process.get(name)
 
         def work(_: int) -> list[tuple[Any, ...]]:
             rows = []

@@ -1,5 +1,5 @@
-"""racer.connect() with a driver that starts inline: the first attempt in the calling thread,
-and no race at all when it connects to a node of known role (PyMySQL's usual case).
+"""runtime.connect.connect() with a driver that starts inline: the first attempt in the calling
+thread, and no race at all when it connects to a node of known role (PyMySQL's usual case).
 
 The driver is sqlite3 (a real database, one file per node) behind an adapter that starts
 inline: per node, ``start`` connects, raises, or hands back a Pending attempt.
@@ -20,8 +20,9 @@ from clusterdb.config import cluster_from_kwargs
 from clusterdb.drivers.base import ConnectArgs, nothing
 from clusterdb.drivers.generic import GenericAdapter
 from clusterdb.errors import AllNodesFailed
-from clusterdb.runtime import racer, workers
+from clusterdb.runtime import process
 from clusterdb.runtime.cluster import Cluster
+from clusterdb.runtime.connect import connect
 
 pytestmark = pytest.mark.usefixtures("no_thread_left")
 
@@ -103,7 +104,7 @@ def make_cluster(
 def test_a_known_node_is_connected_in_the_calling_thread_without_a_race(tmp_path: Path) -> None:
     cluster, adapter = make_cluster(tmp_path)
     before = threading.active_count()
-    conn = racer.connect(cluster, "any", {})
+    conn = connect(cluster, "any", {})
     try:
         assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:
@@ -119,7 +120,7 @@ def test_a_known_node_is_connected_in_the_calling_thread_without_a_race(tmp_path
 
 def test_a_node_of_unknown_role_has_its_role_read(tmp_path: Path) -> None:
     cluster, adapter = make_cluster(tmp_path, known=False)
-    racer.connect(cluster, "any", {}).close()
+    connect(cluster, "any", {}).close()
     assert adapter.detected == ["yes"]
     snap = cluster.stats_snapshot()
     assert snap.connects == 1 and sum(n.pending for n in snap.nodes) == 0
@@ -128,7 +129,7 @@ def test_a_node_of_unknown_role_has_its_role_read(tmp_path: Path) -> None:
 def test_a_refusing_first_node_is_counted_and_the_next_one_connects(tmp_path: Path) -> None:
     cluster, adapter = make_cluster(tmp_path)
     adapter.outcomes["a"] = sqlite3.OperationalError("refused")
-    conn = racer.connect(cluster, "any", {})
+    conn = connect(cluster, "any", {})
     conn.close()
     snap = cluster.stats_snapshot()
     assert (snap.connects, snap.failures) == (1, 0)
@@ -141,9 +142,9 @@ def test_a_refusing_first_node_is_counted_and_the_next_one_connects(tmp_path: Pa
 def test_a_silent_first_node_is_finished_by_a_worker(tmp_path: Path) -> None:
     cluster, adapter = make_cluster(tmp_path)
     adapter.outcomes["a"] = "pending"
-    conn = racer.connect(cluster, "any", {})
+    conn = connect(cluster, "any", {})
     conn.close()
-    assert workers.wait_all(10)  # a hedged attempt may still be running: let it end
+    assert process.pool().wait(10)  # a hedged attempt may still be running: let it end
     snap = cluster.stats_snapshot()
     assert snap.connects == 1
     assert sum(n.connects - n.discarded for n in snap.nodes) == 1
@@ -156,7 +157,7 @@ def test_every_node_failing_raises_with_each_named(tmp_path: Path) -> None:
     for name in NODES:
         adapter.outcomes[name] = sqlite3.OperationalError(f"{name} refused")
     with pytest.raises(AllNodesFailed) as caught:
-        racer.connect(cluster, "any", {})
+        connect(cluster, "any", {})
     assert all(f"{name} refused" in str(caught.value) for name in NODES)
     snap = cluster.stats_snapshot()
     assert (snap.connects, snap.failures) == (0, 1)
@@ -169,7 +170,7 @@ def test_an_interrupt_in_the_first_attempt_propagates_and_leaves_nothing_pending
     cluster, adapter = make_cluster(tmp_path)
     adapter.outcomes["a"] = KeyboardInterrupt()
     with pytest.raises(KeyboardInterrupt):
-        racer.connect(cluster, "any", {})
+        connect(cluster, "any", {})
     snap = cluster.stats_snapshot()
     assert (snap.connects, snap.failures) == (0, 1)
     nodes = {n.name: n for n in snap.nodes}
@@ -181,7 +182,7 @@ def test_a_role_read_for_free_that_fits_wins_outright(tmp_path: Path) -> None:
     adapter = FreeRoleSqlite({"a": "replica", "b": "replica", "c": "primary"})
     cluster, _ = make_cluster(tmp_path, adapter=adapter)
     before = threading.active_count()
-    racer.connect(cluster, "any", {}).close()
+    connect(cluster, "any", {}).close()
     assert adapter.detected == ["a"] and threading.active_count() == before
     nodes = {n.name: n for n in cluster.stats_snapshot().nodes}
     assert nodes["a"].role == "replica"  # learned from this connect (it was "primary")
@@ -191,9 +192,9 @@ def test_a_role_read_for_free_that_fits_wins_outright(tmp_path: Path) -> None:
 def test_a_role_read_for_free_that_does_not_fit_goes_to_the_race(tmp_path: Path) -> None:
     adapter = FreeRoleSqlite({"a": "replica", "b": "primary", "c": "primary"})
     cluster, _ = make_cluster(tmp_path, adapter=adapter)
-    conn = racer.connect(cluster, "primary", {})
+    conn = connect(cluster, "primary", {})
     conn.close()
-    assert workers.wait_all(10)
+    assert process.pool().wait(10)
     snap = cluster.stats_snapshot()
     nodes = {n.name: n for n in snap.nodes}
     assert (nodes["a"].connects, nodes["a"].discarded) == (1, 1)  # a replica: closed unused
@@ -204,9 +205,9 @@ def test_a_role_read_for_free_that_does_not_fit_goes_to_the_race(tmp_path: Path)
 
 def test_a_won_connect_is_counted_by_the_next_attempt_or_the_first_reader(tmp_path: Path) -> None:
     cluster, _ = make_cluster(tmp_path)
-    racer.connect(cluster, "any", {}).close()
+    connect(cluster, "any", {}).close()
     assert len(cluster._outbox) == 1  # queued: no lock taken on the way out
-    racer.connect(cluster, "any", {}).close()
+    connect(cluster, "any", {}).close()
     assert len(cluster._outbox) == 1  # the second attempt did the first's while it started
     snap = cluster.stats_snapshot()  # a reader does the rest first
     assert not cluster._outbox
@@ -220,9 +221,9 @@ def test_a_connect_that_changes_a_node_is_counted_at_once(tmp_path: Path) -> Non
     # coming up is recorded under the lock before connect() returns.
     adapter = FreeRoleSqlite({"a": "replica", "b": "replica", "c": "primary"})
     cluster, _ = make_cluster(tmp_path, adapter=adapter)
-    racer.connect(cluster, "any", {}).close()  # "a" was known as a primary
+    connect(cluster, "any", {}).close()  # "a" was known as a primary
     assert not cluster._outbox and cluster._nodes["a"].role == "replica"
-    racer.connect(cluster, "any", {}).close()  # nothing changes now: queued
+    connect(cluster, "any", {}).close()  # nothing changes now: queued
     assert len(cluster._outbox) == 1
     cluster.attempt_started("b")
     cluster.record_failure("b", OSError("refused"))  # a change: the queue is done first
@@ -231,14 +232,14 @@ def test_a_connect_that_changes_a_node_is_counted_at_once(tmp_path: Path) -> Non
 
 def test_a_forked_child_counts_the_connects_queued_before_the_fork(tmp_path: Path) -> None:
     cluster, _ = make_cluster(tmp_path)
-    racer.connect(cluster, "any", {}).close()
+    connect(cluster, "any", {}).close()
     assert len(cluster._outbox) == 1  # queued when the process forks
     pid = os.fork()
     if pid == 0:  # the child: the parent's connect counted once, nothing left pending
         code = 1
         try:
-            cluster.after_fork_in_child()  # what the registry's fork hook does
-            racer.connect(cluster, "any", {}).close()
+            cluster.after_fork_in_child()  # what the process's fork hook does
+            connect(cluster, "any", {}).close()
             snap = cluster.stats_snapshot()
             pending = sum(n.pending for n in snap.nodes)
             if (snap.connects, sum(n.connects for n in snap.nodes), pending) == (2, 2, 0):

@@ -19,7 +19,8 @@ import pytest
 from clusterdb.config import ClusterOptions
 from clusterdb.core.policies import Backoff
 from clusterdb.core.schedule import ProbeSchedule
-from clusterdb.runtime.monitor import Monitor, get_monitor, stop_monitor
+from clusterdb.runtime import process
+from clusterdb.runtime.monitor import Monitor
 
 
 @dataclass(eq=False)
@@ -94,7 +95,7 @@ def test_outside_failure_starts_the_backoff_once() -> None:
 
 
 def test_new_nodes_are_probed_at_once_then_once_per_heartbeat() -> None:
-    monitor = Monitor()
+    monitor = Monitor(process.spawn)
     cluster = StandIn("c", ("a", "b"), options(heartbeat=0.2))
     try:
         monitor.watch(cluster)
@@ -109,7 +110,7 @@ def test_new_nodes_are_probed_at_once_then_once_per_heartbeat() -> None:
 
 
 def test_a_failing_node_is_probed_on_backoff_until_it_recovers() -> None:
-    monitor = Monitor()
+    monitor = Monitor(process.spawn)
     cluster = StandIn("c", ("up", "down"), options(heartbeat=10.0), healthy={"down": False})
     try:
         monitor.watch(cluster)
@@ -125,7 +126,7 @@ def test_a_failing_node_is_probed_on_backoff_until_it_recovers() -> None:
 
 
 def test_node_failed_from_outside_moves_a_healthy_node_onto_the_backoff() -> None:
-    monitor = Monitor()
+    monitor = Monitor(process.spawn)
     cluster = StandIn("c", ("a",), options(heartbeat=30.0))
     try:
         monitor.watch(cluster)
@@ -138,7 +139,7 @@ def test_node_failed_from_outside_moves_a_healthy_node_onto_the_backoff() -> Non
 
 
 def test_at_most_one_probe_in_flight_per_node() -> None:
-    monitor = Monitor()
+    monitor = Monitor(process.spawn)
     gate = threading.Event()
     cluster = StandIn("c", ("a",), options(heartbeat=0.01), block=gate)
     try:
@@ -162,7 +163,7 @@ def _watch_and_forget(monitor: Monitor) -> weakref.ref[StandIn]:
 
 
 def test_the_monitor_holds_clusters_weakly() -> None:
-    monitor = Monitor()
+    monitor = Monitor(process.spawn)
     try:
         ref = _watch_and_forget(monitor)
         time.sleep(0.05)  # let the probe thread finish and drop its reference
@@ -173,7 +174,7 @@ def test_the_monitor_holds_clusters_weakly() -> None:
 
 
 def test_idle_monitor_uses_next_to_no_cpu() -> None:
-    monitor = Monitor()
+    monitor = Monitor(process.spawn)
     cluster = StandIn("c", tuple(f"n{i}" for i in range(20)), options(heartbeat=30.0))
     try:
         monitor.watch(cluster)
@@ -186,11 +187,11 @@ def test_idle_monitor_uses_next_to_no_cpu() -> None:
         monitor.stop()
 
 
-def test_get_monitor_is_shared_and_stop_monitor_replaces_it() -> None:
-    first = get_monitor()
-    assert get_monitor() is first
-    stop_monitor()
-    assert get_monitor() is not first
+def test_the_process_monitor_is_shared_and_close_replaces_it() -> None:
+    first = process.monitor()
+    assert process.monitor() is first
+    assert process.close(5)
+    assert process.monitor() is not first
 
 
 _CHILD = textwrap.dedent(
@@ -198,7 +199,7 @@ _CHILD = textwrap.dedent(
     import os, sys, threading, time
     sys.path.insert(0, {tests!r})
     from test_monitor import StandIn, options, wait_for
-    from clusterdb.runtime.monitor import get_monitor
+    from clusterdb.runtime.process import monitor as get_monitor
 
     parent_cluster = StandIn("p", ("a",), options(heartbeat=0.05))
     get_monitor().watch(parent_cluster)

@@ -19,7 +19,8 @@ from clusterdb.core.description import (
 )
 from clusterdb.core.latency import LatencyEstimate
 from clusterdb.core.policies import HedgePolicy, SelectionPolicy
-from clusterdb.core.selection import WANTED_ROLES, Plan, plan, rank
+from clusterdb.core.roles import WANTED_ROLES
+from clusterdb.core.selection import Plan, plan, rank
 
 ALLOWED_ROLES = {
     "any": {"primary", "replica", "unknown"},

@@ -14,7 +14,7 @@ import pytest
 
 import clusterdb
 from clusterdb.errors import AllNodesFailed, ConfigError, UnknownClusterError
-from clusterdb.runtime import registry
+from clusterdb.runtime import process
 
 
 @pytest.fixture
@@ -166,9 +166,9 @@ def test_no_usable_node_raises_no_suitable_node(lite: str) -> None:
 
 
 def test_a_forked_child_connects_although_a_lock_was_held_at_fork(lite: str) -> None:
-    cluster = registry.get(lite)
+    cluster = process.get(lite)
     # As if another thread was inside the cluster's and the registry's lock at fork time.
-    with registry._lock, cluster._lock:
+    with process._lock, cluster._lock:
         pid = os.fork()
         if pid == 0:  # the child: it must not wait for a lock no thread of its own holds
             code = 1

@@ -1,8 +1,9 @@
-"""The first attempt begun in the calling thread (``race(..., start=...)``), as PyMySQL does.
+"""The first attempt begun in the calling thread (``begin_here``, then ``race(..., begun=...)``
+as connect() does), as PyMySQL does.
 
 ``start(node, timeout, patience)`` returns a connection when the node answered within its
 patience (the hedge delay), raises when it refused, or returns a Pending attempt that a worker
-thread finishes while the racer hedges. Timing bounds follow test_racer's rule: 10x clear.
+thread finishes while the race hedges. Timing bounds follow test_race's rule: 10x clear.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from typing import Any
 
 import pytest
-from test_racer import (
+from fakes import (
     NODES,
     Attempts,
     Conn,
@@ -30,7 +31,8 @@ from clusterdb.core.selection import Plan
 from clusterdb.drivers.base import Pending
 from clusterdb.errors import AllNodesFailed
 from clusterdb.runtime.cluster import Cluster
-from clusterdb.runtime.racer import race
+from clusterdb.runtime.connect import begin_here
+from clusterdb.runtime.race import Begun, race
 
 pytestmark = pytest.mark.usefixtures("no_thread_left")
 
@@ -58,9 +60,15 @@ class Starts:
 def run_inline(
     cluster: Cluster, starts: Starts, attempts: Attempts, delay: float = 5.0, **kw: Any
 ) -> Any:
+    """What connect() does for a driver that starts inline, with ``starts`` as its start()."""
+    timeout = 10.0
     plan = Plan(nodes=NODES, hedge_delays=tuple(delay for _ in NODES), race=False)
-    cluster.attempt_started(NODES[0])
-    return race(cluster, plan, attempts, timeout=10.0, start=starts, **kw)
+    cluster.attempt_started(NODES[0])  # as cluster.begin() does
+    began = time.monotonic()
+    patience = min(plan.hedge_delays[0], timeout)
+    outcome = begin_here(cluster, NODES[0], starts, NODES[0], timeout, patience)
+    begun = Begun(outcome, began)
+    return race(cluster, plan, attempts, timeout=timeout, begun=begun, **kw)
 
 
 def test_a_node_that_answers_is_connected_in_the_calling_thread() -> None:

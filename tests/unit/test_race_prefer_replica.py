@@ -1,7 +1,7 @@
-"""role="prefer-replica" in the racer: a primary that answers is a fallback, held aside while a
+"""role="prefer-replica" in the race: a primary that answers is a fallback, held aside while a
 replica may still answer (at most the hedge policy's max_delay), never a winner outright.
 
-Same stand-ins as tests/unit/test_racer.py (no database). Timing bounds stay 10x clear of
+Stand-ins from tests/unit/fakes.py (no database). Timing bounds stay 10x clear of
 scheduling noise: "at once" is under a tenth of the wait it must not pay, "waited" over half.
 """
 
@@ -12,7 +12,18 @@ import threading
 import time
 from typing import Any
 
-from test_racer import Attempts, RoleAdapter, fail, hang, make_cluster, ok, run, settle, totals
+from fakes import (
+    Attempts,
+    RoleAdapter,
+    fail,
+    hang,
+    in_threads,
+    make_cluster,
+    ok,
+    run,
+    settle,
+    totals,
+)
 
 from clusterdb.core.policies import HedgePolicy
 from clusterdb.runtime.cluster import Cluster
@@ -120,11 +131,7 @@ def test_many_concurrent_prefer_replica_races_leave_exact_totals() -> None:
                 got.append(conn)
             conn.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    in_threads(worker, workers, timeout=60)
     settle(c)
     calls = workers * rounds
     assert len(got) == calls

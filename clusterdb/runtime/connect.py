@@ -1,0 +1,139 @@
+"""One ``clusterdb.connect()``: check the arguments, plan under the cluster's lock, begin the
+first attempt in the calling thread when the driver can pause a connect, hand anything else to
+the race (:mod:`clusterdb.runtime.race`), and count the outcome.
+
+A driver that can pause (:attr:`DriverAdapter.starts_inline`) runs the first attempt right here
+for up to its hedge delay: connected to a node whose role is known, or read at no cost and
+fitting, it wins outright, with no race, queue or thread, and its stats wait in the cluster's
+outbox (:meth:`Cluster.record_returned`) for the next connect to record while its server works.
+A node still silent then goes, socket and all, to a worker while the race hedges; nodes given by
+hostname run on a worker from the start (a resolver lookup cannot be paused).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from time import monotonic
+from typing import Any
+
+from clusterdb.core.description import Role, WantedRole
+from clusterdb.core.roles import WANTED_ROLES, role_wins
+from clusterdb.drivers.base import Pending
+from clusterdb.errors import ConfigError, NoSuitableNode, bind_to_driver
+from clusterdb.runtime import process
+from clusterdb.runtime.cluster import Cluster
+from clusterdb.runtime.race import Begun, always, race
+
+__all__ = ["begin_here", "connect"]
+
+_NOT_CONNECTED = (Exception, Pending)  # what start() gives when it has no connection yet
+
+
+def connect(cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any]) -> Any:
+    """One clusterdb.connect(): plan, race, count the outcome. ``overrides`` go to the driver,
+    except ``connect_timeout``, the overall deadline."""
+    if wanted not in WANTED_ROLES:
+        raise ConfigError(f"role must be one of {', '.join(WANTED_ROLES)}, not {wanted!r}", "role")
+    if "connect_timeout" in overrides:
+        timeout = _deadline(overrides.pop("connect_timeout"))
+    else:
+        timeout = cluster.options.connect_timeout  # checked when the cluster was configured
+    adapter = cluster.adapter
+    cluster.watch(process.monitor())
+    chosen, desc = cluster.begin(wanted)
+    if not chosen.nodes:
+        cluster.record_outcome(False)
+        error = bind_to_driver(NoSuitableNode, adapter.operational_error)
+        raise error(cluster.name, wanted, chosen.rejected)
+    if adapter.role_is_free or wanted != "any":
+        detect: Callable[[str], bool] = always
+    else:
+        # Learn each node's role once; the monitor keeps it fresh.
+        detect = desc.unknown_roles.__contains__
+    begun: Begun | None = None
+    try:
+        if adapter.starts_inline and not chosen.race:
+            # The first attempt, in this thread. When it connects to a node of known role,
+            # as most do, nothing else has started: it has won, and no race is needed.
+            node = chosen.nodes[0]
+            began = monotonic()
+            patience = min(chosen.hedge_delays[0], timeout)
+            target = cluster.target(node)
+            # idle=cluster.fold: earlier connects' stats, recorded while the server works.
+            conn = begin_here(
+                cluster, node, adapter.start, target, overrides, timeout, patience, cluster.fold
+            )
+            if not isinstance(conn, _NOT_CONNECTED):
+                done, role = _settled_here(cluster, node, conn, wanted, detect)
+                if done:
+                    cluster.record_returned(node, monotonic() - began, role)
+                    return conn
+            begun = Begun(conn, began)
+
+        def attempt(node: str, remaining: float) -> Any:
+            return adapter.connect(cluster.target(node), overrides, remaining)
+
+        conn = race(
+            cluster,
+            chosen,
+            attempt,
+            timeout=timeout,
+            wanted=wanted,
+            detect=detect,
+            redactor=cluster.redactor_for(overrides),
+            begun=begun,
+        )
+    except BaseException:
+        cluster.record_outcome(False)
+        raise
+    cluster.record_outcome(True)
+    return conn
+
+
+def _settled_here(
+    cluster: Cluster, node: str, conn: Any, wanted: WantedRole, detect: Callable[[str], bool]
+) -> tuple[bool, Role | None]:
+    """Whether the first attempt's connection wins outright, and the role read on it: its
+    node's role is known, or read with no round trip (psycopg) and fits ``wanted``. Anything
+    else (a role to query, a wrong role, a prefer-replica primary) is the race's to handle."""
+    if not detect(node):
+        return True, None
+    adapter = cluster.adapter
+    if not adapter.role_is_free:
+        return False, None
+    try:
+        role = adapter.detect_role(conn)
+    except Exception:
+        return False, None  # the race reads it again and counts the failure
+    except BaseException:  # interrupted: not the node's failure
+        adapter.close_quietly(conn)
+        cluster.attempt_abandoned(node)
+        raise
+    if not role_wins(wanted, role):
+        return False, None
+    return True, role
+
+
+def begin_here(
+    cluster: Cluster, node: str, start: Callable[..., Any], *args: Any, **kwargs: Any
+) -> Any:
+    """``start(*args, **kwargs)``, an attempt on ``node`` begun in the calling thread: a
+    connection, a :class:`Pending` attempt, or the Exception it raised (the node's failure,
+    for the race to record). An interrupt (KeyboardInterrupt...) is not the node's failure:
+    it propagates."""
+    try:
+        return start(*args, **kwargs)
+    except Exception as exc:
+        return exc
+    except BaseException:
+        cluster.attempt_abandoned(node)
+        raise
+
+
+def _deadline(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"must be a number of seconds, not {value!r}", "connect_timeout")
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"must be > 0 seconds, not {value!r}", "connect_timeout")
+    return float(value)
