@@ -61,15 +61,21 @@ class Classifier:
     """Classifies statement strings for one cluster: its dialect and its functions that may
     write (lower-case names, from :func:`writing_functions`; the built-in ones are always
     known). Immutable; answers are cached by statement text (LRU, ``cache_size`` strings of up
-    to CACHE_MAX_CHARS characters). Thread-safe."""
+    to CACHE_MAX_CHARS characters). Thread-safe.
 
-    __slots__ = ("_cached", "_vocabulary", "dialect", "writing_functions")
+    ``backslash_escapes``: whether a backslash escapes a quote in a plain string on this
+    session (PostgreSQL: ``standard_conforming_strings`` off; MariaDB/MySQL: no
+    ``NO_BACKSLASH_ESCAPES``). None: unknown, a string with a backslash is read both ways and
+    goes to the primary if either reading needs it."""
+
+    __slots__ = ("_backslash", "_cached", "_vocabulary", "dialect", "writing_functions")
 
     def __init__(
         self,
         dialect: Dialect,
         writing_functions: Iterable[str] = (),
         *,
+        backslash_escapes: bool | None = None,
         cache_size: int = CACHE_SIZE,
     ) -> None:
         if dialect not in ("postgresql", "mysql"):
@@ -77,6 +83,7 @@ class Classifier:
         self.dialect: Dialect = dialect
         self.writing_functions = frozenset(f.lower() for f in writing_functions)
         self._vocabulary = vocabulary(dialect, self.writing_functions)
+        self._backslash = backslash_escapes
         self._cached = functools.lru_cache(maxsize=cache_size)(self._classify)
 
     def __repr__(self) -> str:
@@ -90,14 +97,15 @@ class Classifier:
 
     def with_functions(self, names: Iterable[str]) -> Classifier:
         """A classifier for the same dialect that also knows ``names`` (its own cache)."""
-        return Classifier(self.dialect, self.writing_functions | {n.lower() for n in names})
+        names = self.writing_functions | {n.lower() for n in names}
+        return Classifier(self.dialect, names, backslash_escapes=self._backslash)
 
     def cache_info(self) -> functools._CacheInfo:
         return self._cached.cache_info()
 
     def _classify(self, sql: str) -> Classification:
         answers = []
-        for backslash in readings(sql, self.dialect):
+        for backslash in readings(sql, self.dialect, self._backslash):
             toks, hint = tokens(sql, self.dialect, backslash)
             answers.append(classify_tokens(toks, self._vocabulary, hint))
         return answers[0] if len(answers) == 1 else either(answers)

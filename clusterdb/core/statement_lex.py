@@ -122,9 +122,12 @@ def tokens(sql: str, dialect: Dialect, backslash: bool) -> tuple[list[str], Hint
     return _TOKEN.findall(code.upper()), hint
 
 
-def readings(sql: str, dialect: Dialect) -> list[bool]:
-    """The backslash settings under which ``sql`` must be read: the server default, and the
-    other one too when a backslash could change where a string ends."""
+def readings(sql: str, dialect: Dialect, known: bool | None = None) -> list[bool]:
+    """The backslash settings under which ``sql`` must be read: ``known`` when the session's
+    setting is known; else the server default, and the other one too when a backslash could
+    change where a string ends."""
+    if known is not None:
+        return [known]
     default = DEFAULT_BACKSLASH[dialect]
     if "\\" in sql:
         return [default, not default]
