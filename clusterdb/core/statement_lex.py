@@ -1,13 +1,18 @@
-"""SQL text to the words the statement classifier reads: one pass of ``re`` per dialect.
+"""SQL text to the words the statement classifier reads, in one ``re`` pass per dialect.
 
-Strings, dollar quotes, comments and driver placeholders are cut out; what is left is
-upper-cased and split into words, quoted identifiers (kept whole, quotes included) and the few
-punctuation marks the rules look at: ``( ) ; . = @ : ,``. Numbers and operators are dropped.
+Strings, dollar quotes, comments and driver placeholders are cut out; what is left is split
+into upper-case words, quoted identifiers (kept whole, quotes included) and the punctuation
+the rules look at: ``( ) ; . = @ : ,``. Numbers are kept, operators dropped.
+
+Fast path: one ``findall`` over the upper-cased text, the cut-out parts matching outside the
+one capturing group. Slow path, a match-by-match loop over the text as written, for what one
+regex cannot do: a hint in a comment, a nested PostgreSQL comment (depth counting), a tagged
+PostgreSQL dollar quote (the tag is case-sensitive and must repeat).
 
 Where the server's reading of the text depends on a session setting (a backslash in a string:
 ``standard_conforming_strings`` on PostgreSQL, ``NO_BACKSLASH_ESCAPES`` on MariaDB/MySQL), the
-caller scans both ways (:func:`readings`). Where a comment's end is ambiguous, the comment ends
-at the earliest point a server could end it, so hidden text is read as code, never the reverse.
+caller reads it both ways (:func:`readings`). A comment ends at the earliest point a server
+could end it, so text is read as code rather than hidden when in doubt.
 """
 
 from __future__ import annotations
@@ -22,16 +27,19 @@ _LINE_COMMENT_PG = r"--[^\n\r]*"
 # MySQL and MariaDB start a -- comment only when whitespace or a control character follows:
 # `SELECT 1--1` is 1 - -1.
 _LINE_COMMENT_MY = r"--(?=[\x00-\x20]|\Z)[^\n\r]*|\#[^\n\r]*"
-# PostgreSQL nests block comments: a nested start is emitted as "/*" so that the caller can
-# rescan with the depth-counting loop of _strip_nested (the regex cannot count).
-_BLOCK_COMMENT_PG = r"/\*(?:[^*/]++|\*(?!/)|/(?!\*))*+(?:\*/|(?P<nest>/\*)|\Z)"
+# A PostgreSQL comment that holds a nested "/*" does not match: its "/*" then comes out as a
+# token, which sends the text to the slow path.
+_BLOCK_COMMENT_PG = r"/\*(?:[^*/]++|\*(?!/)|/(?!\*))*+(?:\*/|\Z)"
 # MySQL runs the text of /*! ... */ and /*M! ... */: only the marker (and version) is cut.
 _BLOCK_COMMENT_MY = r"/\*M?!\d{0,6}|/\*[\s\S]*?(?:\*/|\Z)"
-_PLACEHOLDER = r"%\([^()\s]*\)s"
-_QUOTED_ID_PG = r'(?P<ident>"(?:[^"]|"")*+(?:"|\Z))'
-_QUOTED_ID_MY = r"(?P<ident>`(?:[^`]|``)*+(?:`|\Z))"
-_DOLLAR = r"(?<![\w$])\$(?P<tag>(?:[^\W\d]\w*)?)\$(?:[\s\S]*?\$(?P=tag)\$|[\s\S]*)"
+_PLACEHOLDER = r"%\([^()\s]*\)[sS]"
+_QUOTED_ID_PG = r'"(?:[^"]|"")*+(?:"|\Z)'
+_QUOTED_ID_MY = r"`(?:[^`]|``)*+(?:`|\Z)"
+_EMPTY_DOLLAR = r"(?<![\w$])\$\$[\s\S]*?(?:\$\$|\Z)"
+_TAGGED_DOLLAR = r"(?<![\w$])\$(?P<tag>[^\W\d]\w*)\$(?:[\s\S]*?\$(?P=tag)\$|[\s\S]*)"
+_TAG_START = r"(?<![\w$])\$[^\W\d]\w*\$"
 _E_STRING = r"(?<![\w$])[Ee]'(?:[^'\\]++|\\[\s\S]|'')*+(?:'|[\s\S]*)"
+_WORDS = r"[^\W\d][\w$]*|\d[\w$.]*|[();.=@:,]"
 
 
 def _string(quote: str, backslash: bool) -> str:
@@ -40,37 +48,39 @@ def _string(quote: str, backslash: bool) -> str:
     return f"{quote}(?:[^{quote}]++|{quote}{quote})*+(?:{quote}|[\\s\\S]*)"
 
 
-def _opaque(dialect: Dialect, backslash: bool) -> re.Pattern[str]:
-    """One alternation for everything that is not code; comments are in group ``comment``."""
+def _parts(dialect: Dialect, backslash: bool) -> tuple[list[str], list[str], list[str]]:
+    """(comments, other cut-out parts, quoted identifiers) of ``dialect``."""
     if dialect == "postgresql":
-        parts = [
-            f"(?P<comment>{_LINE_COMMENT_PG}|{_BLOCK_COMMENT_PG})",
-            _E_STRING,
-            _string("'", backslash),
-            _QUOTED_ID_PG,
-            _DOLLAR,
-            _PLACEHOLDER,
-        ]
-    else:
-        parts = [
-            f"(?P<comment>{_LINE_COMMENT_MY}|{_BLOCK_COMMENT_MY})",
-            _string("'", backslash),
-            _string('"', backslash),
-            _QUOTED_ID_MY,
-            _PLACEHOLDER,
-        ]
-    return re.compile("|".join(parts))
+        strings = [_E_STRING, _string("'", backslash), _EMPTY_DOLLAR, _PLACEHOLDER]
+        return [_LINE_COMMENT_PG, _BLOCK_COMMENT_PG], strings, [_QUOTED_ID_PG]
+    strings = [_string("'", backslash), _string('"', backslash), _PLACEHOLDER]
+    return [_LINE_COMMENT_MY, _BLOCK_COMMENT_MY], strings, [_QUOTED_ID_MY]
 
 
-# (dialect, backslash escapes in plain strings) -> pattern. The server default comes first.
-_OPAQUE: dict[tuple[Dialect, bool], re.Pattern[str]] = {
-    (d, b): _opaque(d, b) for d in ("postgresql", "mysql") for b in (False, True)
+def _fast(dialect: Dialect, backslash: bool) -> re.Pattern[str]:
+    comments, strings, quoted = _parts(dialect, backslash)
+    words = quoted + ([r"/\*", _TAG_START] if dialect == "postgresql" else []) + [_WORDS]
+    return re.compile(f"(?:{'|'.join(comments + strings)})|({'|'.join(words)})")
+
+
+def _slow(dialect: Dialect, backslash: bool) -> re.Pattern[str]:
+    comments, strings, quoted = _parts(dialect, backslash)
+    if dialect == "postgresql":
+        strings.append(_TAGGED_DOLLAR)
+        comments.append(r"(?P<nest>/\*)")
+    return re.compile(f"(?P<comment>{'|'.join(comments)})|{'|'.join(strings)}|({quoted[0]})")
+
+
+_KEYS: list[tuple[Dialect, bool]] = [(d, b) for d in ("postgresql", "mysql") for b in (False, True)]
+_FAST = {key: _fast(*key) for key in _KEYS}
+_SLOW = {key: _slow(*key) for key in _KEYS}
+_WORD: dict[Dialect, re.Pattern[str]] = {
+    "postgresql": re.compile(f"{_QUOTED_ID_PG}|{_WORDS}"),
+    "mysql": re.compile(f"{_QUOTED_ID_MY}|{_WORDS}"),
 }
-DEFAULT_BACKSLASH: dict[Dialect, bool] = {"postgresql": False, "mysql": True}
-_TEMPLATE: dict[Dialect, str] = {"postgresql": r" \g<ident>\g<nest> ", "mysql": r" \g<ident> "}
-_TOKEN = re.compile(r'"[^"]*"|`[^`]*`|[^\W\d][\w$]*|\d[\w$.]*|[();.=@:,]')
 _NEST = re.compile(r"/\*|\*/")
 _HINT = re.compile(r"clusterdb\s*:\s*(primary|replica)\b", re.IGNORECASE)
+DEFAULT_BACKSLASH: dict[Dialect, bool] = {"postgresql": False, "mysql": True}
 
 
 def _nested_end(sql: str, start: int) -> int:
@@ -83,8 +93,9 @@ def _nested_end(sql: str, start: int) -> int:
     return len(sql)
 
 
-def _strip_slow(sql: str, pattern: re.Pattern[str], comments: list[str]) -> str:
-    """The code text of ``sql``, match by match: counts nested comments, collects comments."""
+def _code(sql: str, pattern: re.Pattern[str], comments: list[str]) -> str:
+    """``sql`` with every cut-out part replaced by a space (quoted identifiers kept), match
+    by match; the comments are appended to ``comments``."""
     pieces: list[str] = []
     pos = 0
     while (m := pattern.search(sql, pos)) is not None:
@@ -94,12 +105,21 @@ def _strip_slow(sql: str, pattern: re.Pattern[str], comments: list[str]) -> str:
             if m.groupdict().get("nest") is not None:
                 end = _nested_end(sql, m.start())
             comments.append(sql[m.start() : end])
-            pieces.append(" ")
-        else:
-            pieces.append(f" {m.group('ident') or ''} ")
+        pieces.append(f" {m.group(m.re.groups) or ''}")
         pos = end
     pieces.append(sql[pos:])
     return "".join(pieces)
+
+
+def _tagged(found: list[str]) -> bool:
+    return any(t[0] == "$" for t in found)
+
+
+def _hint(comments: list[str]) -> Hint | None:
+    found = {m.group(1).lower() for c in comments for m in _HINT.finditer(c)}
+    if not found:
+        return None
+    return "primary" if "primary" in found else "replica"
 
 
 def tokens(sql: str, dialect: Dialect, backslash: bool) -> tuple[list[str], Hint | None]:
@@ -107,19 +127,19 @@ def tokens(sql: str, dialect: Dialect, backslash: bool) -> tuple[list[str], Hint
 
     ``backslash``: whether a backslash escapes a quote in a plain string. A hint is
     ``clusterdb:primary`` or ``clusterdb:replica`` inside any comment; primary wins."""
-    pattern = _OPAQUE[dialect, backslash]
-    hint: Hint | None = None
     if _HINT.search(sql) is None:
-        code = pattern.sub(_TEMPLATE[dialect], sql)
-        if dialect == "postgresql" and "/*" in code:
-            code = _strip_slow(sql, pattern, [])
-    else:
-        comments: list[str] = []
-        code = _strip_slow(sql, pattern, comments)
-        found = {m.group(1).lower() for c in comments for m in _HINT.finditer(c)}
-        if found:
-            hint = "primary" if "primary" in found else "replica"
-    return _TOKEN.findall(code.upper()), hint
+        found = [t for t in _FAST[dialect, backslash].findall(sql.upper()) if t]
+        if dialect == "mysql" or not ("/*" in found or ("$" in sql and _tagged(found))):
+            return found, None
+    return tokens_slow(sql, dialect, backslash)
+
+
+def tokens_slow(sql: str, dialect: Dialect, backslash: bool) -> tuple[list[str], Hint | None]:
+    """:func:`tokens` by the slow path, for every text (the reference the fast path agrees
+    with wherever it is used)."""
+    comments: list[str] = []
+    code = _code(sql, _SLOW[dialect, backslash], comments)
+    return _WORD[dialect].findall(code.upper()), _hint(comments)
 
 
 def readings(sql: str, dialect: Dialect, known: bool | None = None) -> list[bool]:
