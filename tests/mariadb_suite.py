@@ -18,74 +18,18 @@ INSTALL_HINT = (
     f"{SUITE} is missing: install MariaDB's test suite with "
     "`sudo apt-get install -y mariadb-test-data` (or run `make servers`)"
 )
-_COMMANDS = frozenset(
-    [
-        "let",
-        "inc",
-        "dec",
-        "echo",
-        "source",
-        "connect",
-        "connection",
-        "disconnect",
-        "sleep",
-        "real_sleep",
-        "error",
-        "exit",
-        "die",
-        "skip",
-        "reap",
-        "save_master_pos",
-        "sync_with_master",
-        "sync_slave_with_master",
-        "wait_for_slave_to_stop",
-        "vertical_results",
-        "horizontal_results",
-        "system",
-        "exec",
-        "remove_file",
-        "remove_files_wildcard",
-        "file_exists",
-        "copy_file",
-        "move_file",
-        "mkdir",
-        "rmdir",
-        "force-rmdir",
-        "chmod",
-        "list_files",
-        "cat_file",
-        "diff_files",
-        "change_user",
-        "shutdown_server",
-        "start_timer",
-        "end_timer",
-        "character_set",
-        "lowercase_result",
-        "result_format",
-        "ping",
-        "dirty_close",
-        "send_quit",
-        "send_shutdown",
-        "require",
-        "result",
-        "output",
-        "assert",
-        "expr",
-        "copy_files_wildcard",
-        "write_line",
-        "sorted_result",
-        "partially_sorted_result",
-        "query_attributes",
-        "replace_result",
-        "replace_column",
-        "replace_regex",
-        "replace_numeric_round",
-        "send_eval",
-        "wait_for_slave_param",
-        "sync_slave_io_with_master",
-        "eval_result",
-    ]
-)
+_COMMAND_WORDS = """
+let inc dec echo source connect connection disconnect sleep real_sleep error exit die skip
+reap save_master_pos sync_with_master sync_slave_with_master wait_for_slave_to_stop
+vertical_results horizontal_results system exec remove_file remove_files_wildcard
+file_exists copy_file move_file mkdir rmdir force-rmdir chmod list_files cat_file diff_files
+change_user shutdown_server start_timer end_timer character_set lowercase_result
+result_format ping dirty_close send_quit send_shutdown require result output assert expr
+copy_files_wildcard write_line sorted_result partially_sorted_result query_attributes
+replace_result replace_column replace_regex replace_numeric_round send_eval
+wait_for_slave_param sync_slave_io_with_master eval_result
+"""
+_COMMANDS = frozenset(_COMMAND_WORDS.split())
 _PREFIXES = ("enable_", "disable_")
 _SQL_COMMANDS = ("eval", "send", "query", "query_vertical", "query_horizontal")
 _BLOCKS = ("perl", "write_file", "append_file")

@@ -2,7 +2,7 @@
 
 Strings, dollar quotes, comments and driver placeholders are cut out; what is left is split
 into upper-case words, quoted identifiers (kept whole, quotes included) and the punctuation
-the rules look at: ``( ) ; . = @ : ,``. Numbers are kept, operators dropped.
+the rules look at: ``( ) ; . = @ : ,``. Numbers and operators are dropped.
 
 Fast path: one ``findall`` over the upper-cased text, the cut-out parts matching outside the
 one capturing group. Slow path, a match-by-match loop over the text as written, for what one
@@ -27,9 +27,10 @@ _LINE_COMMENT_PG = r"--[^\n\r]*"
 # MySQL and MariaDB start a -- comment only when whitespace or a control character follows:
 # `SELECT 1--1` is 1 - -1.
 _LINE_COMMENT_MY = r"--(?=[\x00-\x20]|\Z)[^\n\r]*|\#[^\n\r]*"
-# A PostgreSQL comment that holds a nested "/*" does not match: its "/*" then comes out as a
-# token, which sends the text to the slow path.
+# A PostgreSQL comment that holds a nested "/*" comes out as the token "/*" (_NESTING), which
+# sends the text to the slow path.
 _BLOCK_COMMENT_PG = r"/\*(?:[^*/]++|\*(?!/)|/(?!\*))*+(?:\*/|\Z)"
+_NESTING = r"/\*(?=(?:[^*/]++|\*(?!/)|/(?!\*))*+/\*)"
 # MySQL runs the text of /*! ... */ and /*M! ... */: only the marker (and version) is cut.
 _BLOCK_COMMENT_MY = r"/\*M?!\d{0,6}|/\*[\s\S]*?(?:\*/|\Z)"
 _PLACEHOLDER = r"%\([^()\s]*\)[sS]"
@@ -39,7 +40,14 @@ _EMPTY_DOLLAR = r"(?<![\w$])\$\$[\s\S]*?(?:\$\$|\Z)"
 _TAGGED_DOLLAR = r"(?<![\w$])\$(?P<tag>[^\W\d]\w*)\$(?:[\s\S]*?\$(?P=tag)\$|[\s\S]*)"
 _TAG_START = r"(?<![\w$])\$[^\W\d]\w*\$"
 _E_STRING = r"(?<![\w$])[Ee]'(?:[^'\\]++|\\[\s\S]|'')*+(?:'|[\s\S]*)"
-_WORDS = r"[^\W\d][\w$]*|\d[\w$.]*|[();.=@:,]"
+_WORDS = r"[^\W\d][\w$]*|[();.=@:,]"
+# The fast path tries words first (most positions start one), but leaves PostgreSQL's E''
+# to the string alternatives. Numbers are matched (1abc is not ABC) but not kept.
+_FAST_WORDS = {
+    "postgresql": r"(?!E')[^\W\d][\w$]*+|[();.=@:,]",
+    "mysql": r"[^\W\d][\w$]*+|[();.=@:,]",
+}
+_NUMBER = r"\d[\w$.]*+"
 
 
 def _string(quote: str, backslash: bool) -> str:
@@ -59,8 +67,9 @@ def _parts(dialect: Dialect, backslash: bool) -> tuple[list[str], list[str], lis
 
 def _fast(dialect: Dialect, backslash: bool) -> re.Pattern[str]:
     comments, strings, quoted = _parts(dialect, backslash)
-    words = quoted + ([r"/\*", _TAG_START] if dialect == "postgresql" else []) + [_WORDS]
-    return re.compile(f"(?:{'|'.join(comments + strings)})|({'|'.join(words)})")
+    slow = [_NESTING, _TAG_START] if dialect == "postgresql" else []
+    words = "|".join([_FAST_WORDS[dialect], *quoted, *slow])
+    return re.compile(f"({words})|(?:{'|'.join([*comments, *strings, _NUMBER])})")
 
 
 def _slow(dialect: Dialect, backslash: bool) -> re.Pattern[str]:
@@ -75,8 +84,8 @@ _KEYS: list[tuple[Dialect, bool]] = [(d, b) for d in ("postgresql", "mysql") for
 _FAST = {key: _fast(*key) for key in _KEYS}
 _SLOW = {key: _slow(*key) for key in _KEYS}
 _WORD: dict[Dialect, re.Pattern[str]] = {
-    "postgresql": re.compile(f"{_QUOTED_ID_PG}|{_WORDS}"),
-    "mysql": re.compile(f"{_QUOTED_ID_MY}|{_WORDS}"),
+    "postgresql": re.compile(f"({_QUOTED_ID_PG}|{_WORDS})|{_NUMBER}"),
+    "mysql": re.compile(f"({_QUOTED_ID_MY}|{_WORDS})|{_NUMBER}"),
 }
 _NEST = re.compile(r"/\*|\*/")
 _HINT = re.compile(r"clusterdb\s*:\s*(primary|replica)\b", re.IGNORECASE)
@@ -139,7 +148,7 @@ def tokens_slow(sql: str, dialect: Dialect, backslash: bool) -> tuple[list[str],
     with wherever it is used)."""
     comments: list[str] = []
     code = _code(sql, _SLOW[dialect, backslash], comments)
-    return _WORD[dialect].findall(code.upper()), _hint(comments)
+    return [t for t in _WORD[dialect].findall(code.upper()) if t], _hint(comments)
 
 
 def readings(sql: str, dialect: Dialect, known: bool | None = None) -> list[bool]:
