@@ -13,6 +13,7 @@ from clusterdb.core.statement_lex import Dialect
 from clusterdb.core.statement_result import Classification, control, primary, replica
 
 _SESSION = "SET changes session state"
+_OBJECTS = frozenset({"TABLE", "VIEW", "SEQUENCE"})
 
 
 def _pair(toks: list[str], first: str, second: str) -> bool:
@@ -35,7 +36,8 @@ def begin(toks: list[str], i: int, dialect: Dialect) -> Classification:
         return control("begin", f"{word} starts a read-write transaction")
     if dialect == "postgresql" and "SERIALIZABLE" in rest:
         return control("begin-read-only", "a SERIALIZABLE transaction cannot run on a hot standby")
-    return control("begin-read-only", f"{word} READ ONLY: may run on a replica", "replica")
+    opening = "START TRANSACTION" if word == "START" else word
+    return control("begin-read-only", f"{opening} READ ONLY: may run on a replica", "replica")
 
 
 def end(toks: list[str], i: int, dialect: Dialect) -> Classification:
@@ -94,7 +96,9 @@ def set_(toks: list[str], i: int, dialect: Dialect) -> Classification:
 
 
 def create(toks: list[str], i: int, dialect: Dialect) -> Classification:
-    if {"TEMP", "TEMPORARY"}.intersection(toks[i + 1 : i + 5]):
+    """CREATE [OR REPLACE] [GLOBAL | LOCAL] TEMP[ORARY] TABLE / VIEW / SEQUENCE pins."""
+    head = itertools.takewhile(lambda t: t not in _OBJECTS, toks[i + 1 : i + 6])
+    if not {"TEMP", "TEMPORARY"}.isdisjoint(head):
         return primary("CREATE TEMPORARY creates session state", "temporary table")
     return primary("CREATE changes the schema")
 

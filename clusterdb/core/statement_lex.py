@@ -33,7 +33,7 @@ _BLOCK_COMMENT_PG = r"/\*(?:[^*/]++|\*(?!/)|/(?!\*))*+(?:\*/|\Z)"
 _NESTING = r"/\*(?=(?:[^*/]++|\*(?!/)|/(?!\*))*+/\*)"
 # MySQL runs the text of /*! ... */ and /*M! ... */: only the marker (and version) is cut.
 _BLOCK_COMMENT_MY = r"/\*M?!\d{0,6}|/\*[\s\S]*?(?:\*/|\Z)"
-_PLACEHOLDER = r"%\([^()\s]*\)[sS]"
+_PLACEHOLDER = r"%\([^()\s]*\)[sSbBtT]"
 _QUOTED_ID_PG = r'"(?:[^"]|"")*+(?:"|\Z)'
 _QUOTED_ID_MY = r"`(?:[^`]|``)*+(?:`|\Z)"
 _EMPTY_DOLLAR = r"(?<![\w$])\$\$[\s\S]*?(?:\$\$|\Z)"
