@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes sure the PostgreSQL and MariaDB server binaries used by clusterdb.testing are installed.
+# Makes sure the PostgreSQL and MariaDB server binaries used by clusterdb.testing are installed,
+# and MariaDB's regression suite (mariadb-test-data), read by the unit tests as SQL corpus.
 #
 # Quiet when they are. When some are missing and we are root on Debian/Ubuntu, installs the
 # packages without letting them start (or restart) any system service; otherwise prints the
@@ -22,9 +23,15 @@ have_mariadb() {
         && { [ -x /usr/bin/mariadb-install-db ] || command -v mariadb-install-db; }
 } >/dev/null 2>&1
 
+# MariaDB's regression suite: SQL statements for the statement classifier's property tests.
+have_mariadb_suite() {
+    [ -d /usr/share/mysql/mysql-test ]
+}
+
 missing=()
 have_postgres || missing+=(postgresql)
 have_mariadb || missing+=(mariadb-server)
+have_mariadb_suite || missing+=(mariadb-test-data)
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
 fi
@@ -71,3 +78,4 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 
 have_postgres || { echo "ensure-servers: PostgreSQL binaries still missing" >&2; exit 1; }
 have_mariadb || { echo "ensure-servers: MariaDB binaries still missing" >&2; exit 1; }
+have_mariadb_suite || { echo "ensure-servers: MariaDB test suite still missing" >&2; exit 1; }
