@@ -23,6 +23,7 @@ from clusterdb.drivers.base import Pending
 from clusterdb.errors import ConfigError, NoSuitableNode, bind_to_driver
 from clusterdb.runtime import process
 from clusterdb.runtime.cluster import Cluster
+from clusterdb.runtime.pooled import tag
 from clusterdb.runtime.race import Begun, always, race
 
 __all__ = ["begin_here", "connect"]
@@ -44,6 +45,8 @@ def connect(cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any]) -> 
     chosen, desc = cluster.begin(wanted)
     if not chosen.nodes:
         cluster.record_outcome(False)
+        if wanted == "primary":  # no primary known: look for a promoted one (issue 13)
+            cluster.request_check()
         error = bind_to_driver(NoSuitableNode, adapter.operational_error)
         raise error(cluster.name, wanted, chosen.rejected)
     if adapter.role_is_free or wanted != "any":
@@ -67,6 +70,7 @@ def connect(cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any]) -> 
             if not isinstance(conn, _NOT_CONNECTED):
                 done, role = _settled_here(cluster, node, conn, wanted, detect)
                 if done:
+                    tag(conn, cluster.tags[node])
                     cluster.record_returned(node, monotonic() - began, role)
                     return conn
             begun = Begun(conn, began)

@@ -1,0 +1,133 @@
+"""Pools' pure policy (issue 13): what a pooled connection may stay on and which share each
+node gets (tests/unit/scenarios/pools/assess.json), when a checked-in connection is moved
+(rebalance.json), and how requests to re-read the roles are spaced."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from clusterdb.core.description import ClusterDescription, NodeDescription
+from clusterdb.core.rebalance import RebalancePolicy, Rebalancer, assess
+from clusterdb.core.recheck import RecheckGate, RecheckPolicy
+from clusterdb.core.roles import WANTED_ROLES
+from clusterdb.core.schedule import ProbeSchedule
+
+SCENARIOS = Path(__file__).parent / "scenarios" / "pools"
+
+
+def _cases(name: str) -> list[Any]:
+    cases = json.loads((SCENARIOS / name).read_text())
+    return [pytest.param(case, id=f"{name}[{i}]") for i, case in enumerate(cases)]
+
+
+@pytest.mark.parametrize("case", _cases("assess.json"))
+def test_assess_scenario(case: dict[str, Any]) -> None:
+    desc = ClusterDescription("c", tuple(NodeDescription(**n) for n in case["nodes"]))
+    found = assess(desc, case["wanted"], max_lag=case.get("max_lag"))
+    assert sorted(found.fit) == sorted(case["expect"]["fit"]), case["description"]
+    expected = case["expect"]["shares"]
+    assert set(found.shares) == set(expected), case["description"]
+    for node, share in expected.items():
+        assert found.shares[node] == pytest.approx(share, abs=1e-3), case["description"]
+
+
+@pytest.mark.parametrize("case", _cases("rebalance.json"))
+def test_rebalance_scenario(case: dict[str, Any]) -> None:
+    balance = Rebalancer()
+    for node, count in case["counts"].items():
+        for _ in range(count):
+            balance.opened(node)
+    assert balance.should_move(case["node"], case["shares"], 100.0) is case["expect"], case[
+        "description"
+    ]
+
+
+def test_moves_are_spaced_and_counts_follow_opens_and_closes() -> None:
+    balance = Rebalancer(RebalancePolicy(spacing=0.25))
+    for _ in range(6):
+        balance.opened("b")
+    shares = {"a": 0.5, "b": 0.5}
+    assert balance.should_move("b", shares, 10.0)
+    balance.closed("b")
+    assert not balance.should_move("b", shares, 10.2)  # too soon after the last move
+    assert balance.should_move("b", shares, 10.25)
+    balance.closed("b")
+    balance.opened("a")
+    balance.opened("a")
+    assert dict(balance.counts) == {"a": 2, "b": 4}
+    for _ in range(4):
+        balance.closed("b")
+    balance.closed("b")  # one close too many leaves no negative count
+    assert dict(balance.counts) == {"a": 2}
+
+
+def test_rebalance_policy_refuses_nonsense() -> None:
+    with pytest.raises(ValueError, match="far"):
+        RebalancePolicy(far=0.5)
+    with pytest.raises(ValueError, match="spacing"):
+        RebalancePolicy(spacing=math.nan)
+
+
+_node = st.builds(
+    NodeDescription,
+    name=st.sampled_from(["a", "b", "c", "d"]),
+    state=st.sampled_from(["unknown", "up", "down"]),
+    role=st.sampled_from(["unknown", "primary", "replica"]),
+    latency=st.none() | st.floats(0.0, 1.0),
+    served=st.none() | st.integers(0, 3),
+    lag=st.none() | st.floats(0.0, 20.0),
+    drained=st.booleans(),
+    pending=st.integers(0, 3),
+)
+
+
+@given(
+    nodes=st.lists(_node, max_size=4, unique_by=lambda n: n.name),
+    wanted=st.sampled_from(WANTED_ROLES),
+    max_lag=st.none() | st.floats(0.1, 10.0),
+)
+def test_shares_go_only_to_fitting_nodes_and_sum_to_one(
+    nodes: list[NodeDescription], wanted: Any, max_lag: float | None
+) -> None:
+    found = assess(ClusterDescription("c", tuple(nodes)), wanted, max_lag=max_lag)
+    assert set(found.shares) <= found.fit
+    assert all(n.state != "down" and not n.drained for n in nodes if n.name in found.fit)
+    if found.fit:
+        assert sum(found.shares.values()) == pytest.approx(1.0)
+    else:
+        assert not found.shares
+
+
+RECHECKS = [
+    # (requests at, expected due of each): a burst coalesces, a steady stream is spaced out
+    # by a doubling interval up to the cap, and a quiet spell starts over.
+    ([0.0], [0.0]),
+    ([0.0, 0.0, 0.05], [0.0, 0.1, 0.1]),
+    ([0.0, 0.0, 0.15, 0.35, 0.75, 1.3], [0.0, 0.1, 0.3, 0.7, 1.2, 1.7]),
+    ([0.0, 5.0], [0.0, 5.0]),
+]
+
+
+@pytest.mark.parametrize(("times", "dues"), RECHECKS)
+def test_recheck_requests_are_coalesced_and_spaced(times: list[float], dues: list[float]) -> None:
+    gate, policy = RecheckGate(), RecheckPolicy(first=0.1, cap=0.5, quiet=2.0)
+    got = []
+    for now in times:
+        due, gate = gate.request(now, policy)
+        got.append(due)
+    assert got == pytest.approx(dues)
+
+
+def test_recheck_policy_and_schedule() -> None:
+    with pytest.raises(ValueError):
+        RecheckPolicy(first=1.0, cap=0.5)
+    later = ProbeSchedule(due_at=10.0, failures=2)
+    assert later.no_later_than(3.0) == ProbeSchedule(due_at=3.0, failures=2)
+    assert later.no_later_than(12.0) is later
