@@ -80,7 +80,8 @@ class Workload:
     def wait_successes(self, count: int, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         while len(self.successes_between(0, time.monotonic())) < count:
-            assert time.monotonic() < deadline, f"fewer than {count} successes: {self.outcomes[-3:]}"
+            last = self.outcomes[-3:]
+            assert time.monotonic() < deadline, f"fewer than {count} successes: {last}"
             time.sleep(0.01)
 
 

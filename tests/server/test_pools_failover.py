@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import sqlalchemy
@@ -157,5 +156,3 @@ def test_postgres_primary_killed_and_promoted_under_psycopg_pool_and_django(
         assert connected and connected[0] < SETTLE, connected[:1]
         acked = by_pool.acked + [k + 500_000 for k in by_django.acked]
         assert not missing_ids(pg_cluster, table, acked)
-
-
