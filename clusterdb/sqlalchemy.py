@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from typing import Any
 
 import sqlalchemy
@@ -42,7 +43,7 @@ from clusterdb.errors import ConfigError
 from clusterdb.runtime import pooled, process
 from clusterdb.runtime.connect import connect as connect_cluster
 
-__all__ = ["PoolWatch", "create_engine", "follow"]
+__all__ = ["PoolWatch", "create_engine", "follow", "watch_of"]
 
 _URLS = {"psycopg": "postgresql+psycopg://", "pymysql": "mysql+pymysql://", "sqlite3": "sqlite://"}
 
@@ -82,6 +83,7 @@ def follow(engine: Engine, role: WantedRole = "any") -> PoolWatch:
     """Wire clusterdb into the pool events of ``engine`` (whose connections clusterdb makes)
     for ``role``; :func:`create_engine` does this. Returns the :class:`PoolWatch`."""
     watch = PoolWatch(role)
+    _watches[engine] = watch
     event.listen(engine, "connect", watch.on_connect)
     event.listen(engine, "close", watch.on_close)
     event.listen(engine, "detach", watch.on_close)
@@ -89,6 +91,14 @@ def follow(engine: Engine, role: WantedRole = "any") -> PoolWatch:
     event.listen(engine, "checkin", watch.on_checkin)
     event.listen(engine, "handle_error", watch.on_error)
     return watch
+
+
+def watch_of(engine: Engine) -> PoolWatch | None:
+    """The :class:`PoolWatch` of an engine :func:`follow` wired, else None."""
+    return _watches.get(engine)
+
+
+_watches: weakref.WeakKeyDictionary[Engine, PoolWatch] = weakref.WeakKeyDictionary()
 
 
 class PoolWatch:

@@ -592,6 +592,10 @@ class Cluster:
         else:
             if n.down_since_epoch is not None:
                 detail = f"after {wall - n.down_since_epoch:.1f} s down"
+                # Back from down: its estimate predates the outage (or is a probe's, taken on
+                # a worker thread), so it is on trial again, judged by one connect measured
+                # where connections are made (issue 13: a restarted replica got no share).
+                n.served = 0
             n.down_since = n.down_since_epoch = None
         return (n.name, old, state, n.address, detail)
 
