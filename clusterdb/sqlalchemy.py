@@ -16,8 +16,9 @@ clusterdb is wired into the pool's events:
   connection is a disconnect, and so is a read-only error on a ``role="primary"`` engine, so
   the pool drops that connection (and only that one: the others are judged at checkout);
 * **checkin** moves idle connections between nodes (:class:`~clusterdb.core.rebalance.Rebalancer`)
-  so the pool's connections spread over the nodes as new connections would, one connection
-  at a time and spaced, never in a burst.
+  so the pool's connections spread over the nodes by clusterdb's weights, one connection at
+  a time and spaced, never in a burst: the connection is closed and the pool's next new
+  connection is asked of connect() on the node that is short.
 
 A connection in use or in a transaction is never closed by clusterdb: checkin comes after the
 pool's reset, checkout before the application has the connection.
@@ -71,18 +72,22 @@ def create_engine(cluster: str, role: WantedRole = "any", **engine_kwargs: Any) 
     if driver == "sqlite3":  # its default pool for "sqlite://" keeps one connection a thread
         engine_kwargs.setdefault("poolclass", QueuePool)
 
+    watch = PoolWatch(role)
+
     def creator() -> Any:
-        return connect_cluster(process.get(cluster), role, {})
+        return connect_cluster(process.get(cluster), role, {}, watch.take_destination())
 
     engine = sqlalchemy.create_engine(url, creator=creator, **engine_kwargs)
-    follow(engine, role)
+    follow(engine, role, watch)
     return engine
 
 
-def follow(engine: Engine, role: WantedRole = "any") -> PoolWatch:
+def follow(engine: Engine, role: WantedRole = "any", watch: PoolWatch | None = None) -> PoolWatch:
     """Wire clusterdb into the pool events of ``engine`` (whose connections clusterdb makes)
-    for ``role``; :func:`create_engine` does this. Returns the :class:`PoolWatch`."""
-    watch = PoolWatch(role)
+    for ``role``; :func:`create_engine` does this. Returns the :class:`PoolWatch` (a creator
+    that passes :meth:`PoolWatch.take_destination` to connect() lets moves choose where the
+    replacement goes; without it, connect() draws as usual)."""
+    watch = watch or PoolWatch(role)
     _watches[engine] = watch
     event.listen(engine, "connect", watch.on_connect)
     event.listen(engine, "close", watch.on_close)
@@ -113,6 +118,13 @@ class PoolWatch:
         self._clock = clock
         self._lock = threading.Lock()
         self._balance = Rebalancer(pooled.DEFAULT_POLICY)
+        self._destination: str | None = None
+
+    def take_destination(self) -> str | None:
+        """The node the last move chose for its replacement (once), else None."""
+        with self._lock:
+            node, self._destination = self._destination, None
+        return node
 
     @property
     def counts(self) -> dict[str, int]:
@@ -144,13 +156,15 @@ class PoolWatch:
         tag = None if dbapi_connection is None else pooled.tag_of(dbapi_connection)
         if tag is None:
             return
-        if tag.cluster.retired or tag.node not in tag.fitness.assessment(self.role).fit:
+        found = tag.fitness.assessment(self.role)
+        if tag.cluster.retired or tag.node not in found.fit:
             record.invalidate()  # idle here: no need to wait for its next checkout
             return
-        shares = tag.fitness.assessment(self.role).shares
         with self._lock:
-            move = self._balance.should_move(tag.node, shares, self._clock())
-        if move:
+            destination = self._balance.move_to(tag.node, found, self._clock())
+            if destination is not None:
+                self._destination = destination
+        if destination is not None:
             self.moved += 1
             record.invalidate()
 

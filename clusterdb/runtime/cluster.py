@@ -33,6 +33,7 @@ from clusterdb.core.description import (
     WantedRole,
 )
 from clusterdb.core.latency import LatencyEstimate
+from clusterdb.core.rebalance import first_on
 from clusterdb.core.redact import Redactor, is_secret_key
 from clusterdb.core.selection import Plan, Ranking, rank
 from clusterdb.core.stats import ClusterStats, NodeStats
@@ -289,8 +290,11 @@ class Cluster:
     def _describe(self, now: float) -> ClusterDescription:
         return ClusterDescription(self.name, tuple(n.describe(now) for n in self._nodes.values()))
 
-    def begin(self, wanted: WantedRole) -> tuple[Plan, ClusterDescription]:
-        """Plan one connect() and count its first attempts (all of a race) as pending.
+    def begin(
+        self, wanted: WantedRole, prefer: str | None = None
+    ) -> tuple[Plan, ClusterDescription]:
+        """Plan one connect() and count its first attempts (all of a race) as pending;
+        ``prefer``: a node to try first when the plan has it (a pool moving a connection).
 
         The ranking under the plan is kept and drawn from again by later connects while
         nothing it depends on changes: state, role, lag, drain, a hedge, an attempt pending,
@@ -315,6 +319,8 @@ class Cluster:
                 self._fold()
                 desc, ranking = self._rank(wanted, now)
             chosen = ranking.draw(self._rng)
+            if prefer is not None:
+                chosen = first_on(chosen, prefer)
             first = chosen.nodes if chosen.race else chosen.nodes[:1]
             for name in first:
                 self._nodes[name].pending += 1

@@ -31,9 +31,12 @@ __all__ = ["begin_here", "connect"]
 _NOT_CONNECTED = (Exception, Pending)  # what start() gives when it has no connection yet
 
 
-def connect(cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any]) -> Any:
+def connect(
+    cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any], prefer: str | None = None
+) -> Any:
     """One clusterdb.connect(): plan, race, count the outcome. ``overrides`` go to the driver,
-    except ``connect_timeout``, the overall deadline."""
+    except ``connect_timeout``, the overall deadline; ``prefer``: a node to try first when
+    it fits (a pool moving a connection)."""
     if wanted not in WANTED_ROLES:
         raise ConfigError(f"role must be one of {', '.join(WANTED_ROLES)}, not {wanted!r}", "role")
     if "connect_timeout" in overrides:
@@ -42,7 +45,7 @@ def connect(cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any]) -> 
         timeout = cluster.options.connect_timeout  # checked when the cluster was configured
     adapter = cluster.adapter
     cluster.watch(process.monitor())
-    chosen, desc = cluster.begin(wanted)
+    chosen, desc = cluster.begin(wanted, prefer)
     if not chosen.nodes:
         cluster.record_outcome(False)
         if wanted == "primary":  # no primary known: look for a promoted one (issue 13)

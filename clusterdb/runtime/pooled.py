@@ -80,12 +80,18 @@ class Fitness:
         if kept is not None and kept[0] == epoch and now < kept[1]:
             return kept[2]
         options = cluster.options
+        best = {
+            n.name: n.latency_min_ms / 1000.0
+            for n in cluster.stats_snapshot().nodes
+            if n.latency_min_ms is not None
+        }
         found = assess(
             cluster.describe(),
             wanted,
             max_lag=options.max_lag,
             selection=options.selection,
             policy=self.policy,
+            best=best,
         )
         self._kept[wanted] = (epoch, now + _KEPT_FOR, found)
         return found

@@ -33,7 +33,11 @@ def _held_nodes(engine: sqlalchemy.Engine, harness: PostgresCluster) -> list[str
 
 def test_a_restarted_replica_regains_its_share_of_pooled_reads(pg_cluster: PostgresCluster) -> None:
     victim = pg_cluster.replicas[0]
-    with registered(pg_cluster, monitor=True) as name:
+    # Straight to the servers: the harness's proxies are threads of this process, and behind
+    # six busy readers each proxied round trip waits for the GIL, which made connect times
+    # (what shares are weighed by) wander between 10 and 75 ms.
+    direct = pg_cluster.node_specs(via_proxy=False)
+    with registered(pg_cluster, monitor=True, nodes=direct) as name:
         engine = clusterdb.sqlalchemy.create_engine(
             name, role="replica", pool_size=POOL, max_overflow=0
         )
@@ -48,7 +52,7 @@ def test_a_restarted_replica_regains_its_share_of_pooled_reads(pg_cluster: Postg
                 return str(conn.execute(whoami).scalar_one())
 
         try:
-            with Workload(read, threads=POOL) as work:
+            with Workload(read, threads=POOL, pause=0.01) as work:
                 work.wait_successes(200)
                 on_victim = watch.counts.get(victim.name, 0)
                 killed = time.monotonic()
@@ -57,13 +61,6 @@ def test_a_restarted_replica_regains_its_share_of_pooled_reads(pg_cluster: Postg
                 victim.start()
                 restarted = time.monotonic()
                 time.sleep(12.0)
-                import sys
-                from clusterdb.runtime import registry
-                c = registry.get(name)
-                print("DBG", watch.counts, watch.moved, watch.refused, file=sys.stderr)
-                for n in c.describe().nodes:
-                    print("DBG", n, file=sys.stderr)
-                print("DBG", c.tags[victim.name].fitness.assessment("replica"), file=sys.stderr)
             reconnects = sum(1 for t in opened if t > killed)
         finally:
             engine.dispose()

@@ -14,10 +14,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from clusterdb.core.description import ClusterDescription, NodeDescription
-from clusterdb.core.rebalance import RebalancePolicy, Rebalancer, assess
+from clusterdb.core.rebalance import Assessment, RebalancePolicy, Rebalancer, assess, first_on
 from clusterdb.core.recheck import RecheckGate, RecheckPolicy
 from clusterdb.core.roles import WANTED_ROLES
 from clusterdb.core.schedule import ProbeSchedule
+from clusterdb.core.selection import Plan
 
 SCENARIOS = Path(__file__).parent / "scenarios" / "pools"
 
@@ -44,20 +45,20 @@ def test_rebalance_scenario(case: dict[str, Any]) -> None:
     for node, count in case["counts"].items():
         for _ in range(count):
             balance.opened(node)
-    assert balance.should_move(case["node"], case["shares"], 100.0) is case["expect"], case[
-        "description"
-    ]
+    shares = case["shares"]
+    found = Assessment(frozenset(shares) | frozenset(case["counts"]), shares)
+    assert balance.move_to(case["node"], found, 100.0) == case["expect"], case["description"]
 
 
 def test_moves_are_spaced_and_counts_follow_opens_and_closes() -> None:
     balance = Rebalancer(RebalancePolicy(spacing=0.25))
     for _ in range(6):
         balance.opened("b")
-    shares = {"a": 0.5, "b": 0.5}
-    assert balance.should_move("b", shares, 10.0)
+    shares = Assessment(frozenset({"a", "b"}), {"a": 0.5, "b": 0.5})
+    assert balance.move_to("b", shares, 10.0)
     balance.closed("b")
-    assert not balance.should_move("b", shares, 10.2)  # too soon after the last move
-    assert balance.should_move("b", shares, 10.25)
+    assert not balance.move_to("b", shares, 10.2)  # too soon after the last move
+    assert balance.move_to("b", shares, 10.25)
     balance.closed("b")
     balance.opened("a")
     balance.opened("a")
@@ -66,6 +67,35 @@ def test_moves_are_spaced_and_counts_follow_opens_and_closes() -> None:
         balance.closed("b")
     balance.closed("b")  # one close too many leaves no negative count
     assert dict(balance.counts) == {"a": 2}
+
+
+def test_the_aim_follows_lasting_shares_and_not_a_swing() -> None:
+    balance = Rebalancer(RebalancePolicy(smoothing=2.0))
+    for _ in range(3):
+        balance.opened("a")
+        balance.opened("b")
+    even = Assessment(frozenset({"a", "b"}), {"a": 0.5, "b": 0.5})
+    only_a = Assessment(frozenset({"a", "b"}), {"a": 1.0})
+    assert not balance.move_to("b", even, 0.0)
+    # b drops out of the latency window for a moment: the pool stays as it is.
+    assert not balance.move_to("b", only_a, 0.3)
+    assert not balance.move_to("b", even, 0.6)
+    assert balance.aim["b"] > 0.4
+    # ...but when it stays out, its connections go, one at a time.
+    moved = [t for t in (1.0, 2.0, 3.0, 4.0) if balance.move_to("b", only_a, t)]
+    assert moved and balance.aim["b"] < 0.2
+    # A node no longer fit leaves the aim at once.
+    balance.observe(Assessment(frozenset({"a"}), {"a": 1.0}), 4.1)
+    assert set(balance.aim) == {"a"}
+
+
+def test_a_move_asks_connect_for_the_node_that_is_short() -> None:
+    plan = Plan(nodes=("a", "b", "c"), hedge_delays=(0.01, 0.02, 0.03), race=False)
+    assert first_on(plan, "c") == Plan(("c", "a", "b"), (0.03, 0.01, 0.02), False)
+    assert first_on(plan, "a") is plan
+    assert first_on(plan, "x") is plan  # not in the plan (drained...): connect() as usual
+    race = Plan(nodes=("a", "b"), hedge_delays=(0.0, 0.0), race=True)
+    assert first_on(race, "b") is race
 
 
 def test_rebalance_policy_refuses_nonsense() -> None:

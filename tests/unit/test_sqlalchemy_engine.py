@@ -18,13 +18,23 @@ import clusterdb.sqlalchemy
 
 @pytest.fixture
 def lite(tmp_path: Path) -> Iterator[str]:
+    """Two sqlite files naming their node. sqlite connects in microseconds, where a worker
+    thread's wake-up shows as a 10x slower node: one window, equal weights, so both nodes
+    get an equal share of new connections whatever their estimates."""
     nodes = []
     for name in ("a", "b"):
         with sqlite3.connect(tmp_path / f"{name}.db") as conn:
             conn.execute("CREATE TABLE whoami (name TEXT)")
             conn.execute("INSERT INTO whoami VALUES (?)", (name,))
         nodes.append({"name": name, "dsn": str(tmp_path / f"{name}.db")})
-    clusterdb.register("engine-lite", driver=sqlite3, nodes=nodes, monitor=False)
+    clusterdb.register(
+        "engine-lite",
+        driver=sqlite3,
+        nodes=nodes,
+        monitor=False,
+        latency_window_ms=1000.0,
+        latency_weight_exponent=0.0,
+    )
     yield "engine-lite"
     clusterdb.unregister("engine-lite")
 
@@ -53,7 +63,7 @@ def test_a_drained_node_loses_its_connections_at_their_next_checkout(lite: str) 
 def test_the_pool_follows_the_shares_at_checkin_one_connection_at_a_time(lite: str) -> None:
     engine = clusterdb.sqlalchemy.create_engine(lite, pool_size=6, max_overflow=0)
     try:
-        for _ in range(50):  # both nodes measured (sqlite: alike), so both get a share
+        for _ in range(50):  # both nodes measured, so both get a share
             clusterdb.connect(lite).close()
         clusterdb.drain(lite, "a")
         assert _nodes_of(engine, 6) == ["b"] * 6
