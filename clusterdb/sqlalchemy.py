@@ -147,7 +147,10 @@ class PoolWatch:
     def on_checkout(
         self, dbapi_connection: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection
     ) -> None:
-        if not pooled.fits(dbapi_connection, self.role):
+        tag = pooled.tag_of(dbapi_connection)
+        if tag is None:
+            return
+        if tag.cluster.retired or tag.node not in tag.fitness.assessment(self.role).fit:
             self.refused += 1
             ref = pooled.node_of(dbapi_connection)
             raise DisconnectionError(f"clusterdb: {ref} no longer fits role {self.role}")
@@ -156,12 +159,13 @@ class PoolWatch:
         tag = None if dbapi_connection is None else pooled.tag_of(dbapi_connection)
         if tag is None:
             return
-        found = tag.fitness.assessment(self.role)
+        now = self._clock()
+        found = tag.fitness.assessment(self.role, now)
         if tag.cluster.retired or tag.node not in found.fit:
             record.invalidate()  # idle here: no need to wait for its next checkout
             return
         with self._lock:
-            destination = self._balance.move_to(tag.node, found, self._clock())
+            destination = self._balance.move_to(tag.node, found, now)
             if destination is not None:
                 self._destination = destination
         if destination is not None:

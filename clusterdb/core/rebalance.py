@@ -153,7 +153,7 @@ class Rebalancer:
     :meth:`closed`) and when it last closed one to move it.
     """
 
-    __slots__ = ("_aim", "_aimed_at", "_counts", "_last", "policy")
+    __slots__ = ("_aim", "_aimed_at", "_counts", "_found", "_last", "policy")
 
     def __init__(self, policy: RebalancePolicy | None = None) -> None:
         self.policy = policy or RebalancePolicy()
@@ -161,6 +161,7 @@ class Rebalancer:
         self._last = -math.inf
         self._aim: dict[str, float] = {}
         self._aimed_at: float | None = None
+        self._found: Assessment | None = None
 
     @property
     def counts(self) -> Mapping[str, int]:
@@ -184,7 +185,13 @@ class Rebalancer:
 
     def observe(self, found: Assessment, now: float) -> None:
         """Fold the assessment made at ``now`` into the averaged shares: weight
-        ``1 - exp(-elapsed / smoothing)`` for the new shares; nodes no longer fit drop out."""
+        ``1 - exp(-elapsed / smoothing)`` for the new shares; nodes no longer fit drop out.
+        The same assessment again within a twentieth of ``smoothing`` changes nothing (this
+        runs at every checkin)."""
+        if found is self._found and self._aimed_at is not None:
+            if now - self._aimed_at < self.policy.smoothing / 20:
+                return
+        self._found = found
         if self._aimed_at is None or self.policy.smoothing <= 0:
             self._aim = dict(found.shares)
         else:

@@ -71,9 +71,11 @@ class Fitness:
         self.policy = policy
         self._kept: dict[WantedRole, tuple[int, float, Assessment]] = {}
 
-    def assessment(self, wanted: WantedRole) -> Assessment:
-        """What a pool asking for ``wanted`` may keep now."""
-        now = time.monotonic()
+    def assessment(self, wanted: WantedRole, now: float | None = None) -> Assessment:
+        """What a pool asking for ``wanted`` may keep now (``now``: ``time.monotonic()``,
+        when the caller has it)."""
+        if now is None:
+            now = time.monotonic()
         cluster = self._cluster
         epoch = cluster.epoch  # read before describing: a change meanwhile is seen next time
         kept = self._kept.get(wanted)
