@@ -188,9 +188,9 @@ class Rebalancer:
         ``1 - exp(-elapsed / smoothing)`` for the new shares; nodes no longer fit drop out.
         The same assessment again within a twentieth of ``smoothing`` changes nothing (this
         runs at every checkin)."""
-        if found is self._found and self._aimed_at is not None:
-            if now - self._aimed_at < self.policy.smoothing / 20:
-                return
+        recent = self._aimed_at is not None and now - self._aimed_at < self.policy.smoothing / 20
+        if found is self._found and recent:
+            return
         self._found = found
         if self._aimed_at is None or self.policy.smoothing <= 0:
             self._aim = dict(found.shares)
