@@ -164,6 +164,8 @@ class PoolWatch:
         if tag.cluster.retired or tag.node not in found.fit:
             record.invalidate()  # idle here: no need to wait for its next checkout
             return
+        if self._balance.settled(found):  # read without the lock: at worst a move waits
+            return
         with self._lock:
             destination = self._balance.move_to(tag.node, found, now)
             if destination is not None:

@@ -153,7 +153,16 @@ class Rebalancer:
     :meth:`closed`) and when it last closed one to move it.
     """
 
-    __slots__ = ("_aim", "_aimed_at", "_counts", "_found", "_last", "policy")
+    __slots__ = (
+        "_aim",
+        "_aimed_at",
+        "_counts",
+        "_found",
+        "_last",
+        "_settled",
+        "_version",
+        "policy",
+    )
 
     def __init__(self, policy: RebalancePolicy | None = None) -> None:
         self.policy = policy or RebalancePolicy()
@@ -162,6 +171,8 @@ class Rebalancer:
         self._aim: dict[str, float] = {}
         self._aimed_at: float | None = None
         self._found: Assessment | None = None
+        self._version = 0  # changes with the counts and the aim
+        self._settled: tuple[Assessment, int] | None = None
 
     @property
     def counts(self) -> Mapping[str, int]:
@@ -170,8 +181,17 @@ class Rebalancer:
 
     def opened(self, node: str) -> None:
         self._counts[node] = self._counts.get(node, 0) + 1
+        self._version += 1
+
+    def settled(self, found: Assessment) -> bool:
+        """True when the last decision on ``found``, with the pool and the aim as they are
+        still, moved nothing: the next one would not either (a cheap test, at every checkin).
+        A new assessment (made at least once a second) ends it."""
+        settled = self._settled
+        return settled is not None and settled[0] is found and settled[1] == self._version
 
     def closed(self, node: str) -> None:
+        self._version += 1
         left = self._counts.get(node, 0) - 1
         if left > 0:
             self._counts[node] = left
@@ -205,6 +225,7 @@ class Rebalancer:
             if total > 0:
                 self._aim = {n: share / total for n, share in self._aim.items()}
         self._aimed_at = now
+        self._version += 1
 
     def move_to(self, node: str, found: Assessment, now: float) -> str | None:
         """Where to move the idle connection on ``node`` just checked in (``now``: monotonic
@@ -216,12 +237,15 @@ class Rebalancer:
             return None
         total = sum(self._counts.values())
         if total <= 1:
+            self._settled = (found, self._version)
             return None
         need = max(self.policy.threshold, self.policy.band * total)
-        if self._counts.get(node, 0) - aim.get(node, 0.0) * total < need:
-            return None
+        over = {n: count - aim.get(n, 0.0) * total for n, count in self._counts.items()}
         short, target = max((aim[n] * total - self._counts.get(n, 0), n) for n in aim)
-        if short < need:
+        if short < need or max(over.values()) < need:
+            self._settled = (found, self._version)  # no connection anywhere would move
+            return None
+        if over.get(node, 0.0) < need:
             return None
         self._last = now
         return target

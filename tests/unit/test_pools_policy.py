@@ -98,6 +98,19 @@ def test_a_move_asks_connect_for_the_node_that_is_short() -> None:
     assert first_on(race, "b") is race
 
 
+def test_a_settled_pool_is_known_settled_until_something_changes() -> None:
+    balance = Rebalancer()
+    for node in "aabb":
+        balance.opened(node)
+    even = Assessment(frozenset({"a", "b"}), {"a": 0.5, "b": 0.5})
+    assert balance.move_to("a", even, 1.0) is None
+    assert balance.settled(even)  # the checkin path skips the decision
+    same = Assessment(frozenset({"a", "b"}), {"a": 0.5, "b": 0.5})
+    assert not balance.settled(same)  # a new assessment (made once a second) is looked at
+    balance.closed("b")
+    assert not balance.settled(even)  # so is a changed pool
+
+
 def test_rebalance_policy_refuses_nonsense() -> None:
     with pytest.raises(ValueError, match="far"):
         RebalancePolicy(far=0.5)
