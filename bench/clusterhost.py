@@ -102,7 +102,11 @@ class RemoteNode:
 
 @dataclass
 class RemoteCluster:
-    """What the scenarios need of a harness cluster, for one running in the child."""
+    """What the scenarios need of a harness cluster, for one running in the child.
+
+    :meth:`fault` runs a topology change there: ``kill`` or ``start`` a node, ``promote`` or
+    ``switchover`` to a replica (MariaDB), ``heal`` (back to the original shape).
+    """
 
     driver: str
     user: str
@@ -112,6 +116,11 @@ class RemoteCluster:
     WHOAMI_SQL: str
     version: str
     nodes: list[RemoteNode] = field(default_factory=list)
+    channel: _Channel | None = None
+
+    def fault(self, kind: str, node: str = "") -> None:
+        assert self.channel is not None
+        self.channel.call(op="fault", driver=self.driver, node=node, value=kind)
 
     def node(self, name: str) -> RemoteNode:
         for node in self.nodes:
@@ -163,6 +172,7 @@ class ClusterHost:
                 dbname_key=info["dbname_key"],
                 WHOAMI_SQL=info["whoami_sql"],
                 version=info["version"],
+                channel=self._channel,
             )
             cl.nodes = [
                 RemoteNode(
@@ -226,20 +236,41 @@ def _serve(clusters: dict[str, Any], out: IO[str]) -> None:
             out.flush()
             return
         try:
-            proxy = clusters[cmd["driver"]].node(cmd["node"]).proxy
-            if op == "set_mode":
-                proxy.set_mode(cmd["value"])
-            elif op == "set_delay":
-                proxy.set_delay(float(cmd["value"]))
-            elif op == "reset":
-                proxy.reset()
+            if op == "fault":
+                _fault(clusters[cmd["driver"]], cmd["value"], cmd["node"])
             else:
-                raise ValueError(f"unknown op {op!r}")
+                _proxy_op(clusters[cmd["driver"]].node(cmd["node"]).proxy, op, cmd.get("value"))
             reply: dict[str, Any] = {"ok": True}
         except Exception as exc:
             reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         out.write(json.dumps(reply) + "\n")
         out.flush()
+
+
+def _proxy_op(proxy: Any, op: str, value: Any) -> None:
+    if op == "set_mode":
+        proxy.set_mode(value)
+    elif op == "set_delay":
+        proxy.set_delay(float(value))
+    elif op == "reset":
+        proxy.reset()
+    else:
+        raise ValueError(f"unknown op {op!r}")
+
+
+def _fault(cluster: Any, kind: str, node: str) -> None:
+    if kind == "heal":
+        cluster.heal()
+    elif kind == "kill":
+        cluster.node(node).kill()
+    elif kind == "start":
+        cluster.node(node).start()
+    elif kind == "promote":
+        cluster.promote(cluster.node(node))
+    elif kind == "switchover":
+        cluster.switchover(cluster.node(node))
+    else:
+        raise ValueError(f"unknown fault {kind!r}")
 
 
 def main(argv: Sequence[str]) -> int:

@@ -30,6 +30,7 @@ from bench.hung import run_hung
 from bench.idle import IdleControl, cpuidle_driver
 from bench.machine import load_average, machine_info
 from bench.model import ScenarioResult
+from bench.pooled import run_pooled
 from bench.query import run_per_query
 from bench.report import render_markdown, write_results
 from bench.routing import run_routing
@@ -40,7 +41,7 @@ __all__ = ["main"]
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "latest"
 DEV_RESULTS = Path(os.environ.get("TMPDIR", "/tmp")) / "clusterdb-bench-dev"
-SCENARIOS = ("query", "connect", "hung", "routing", "scale", "selection")
+SCENARIOS = ("query", "connect", "hung", "routing", "scale", "selection", "pooled")
 DRIVERS = ("psycopg", "pymysql")
 
 Step = tuple[str, str, Callable[[Ctx], ScenarioResult]]
@@ -73,6 +74,7 @@ def _steps(only: Sequence[str], drivers: Sequence[str], sleep_variant: bool) -> 
         "connect": run_healthy_connect,
         "hung": run_hung,
         "routing": run_routing,
+        "pooled": run_pooled,
     }
     steps: list[Step] = []
     for key in SCENARIOS:

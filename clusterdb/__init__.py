@@ -33,8 +33,9 @@ from clusterdb.errors import (
     OperationalError,
     UnknownClusterError,
 )
-from clusterdb.runtime import process
+from clusterdb.runtime import pooled, process
 from clusterdb.runtime.connect import connect as connect_cluster
+from clusterdb.runtime.pooled import NodeRef
 
 __all__ = [
     "AllNodesFailed",
@@ -43,6 +44,7 @@ __all__ = [
     "Error",
     "InterfaceError",
     "NoSuitableNode",
+    "NodeRef",
     "OperationalError",
     "UnknownClusterError",
     "__version__",
@@ -51,10 +53,13 @@ __all__ = [
     "clusters",
     "connect",
     "drain",
+    "fits",
     "load_config",
+    "node_of",
     "paramstyle",
     "probe",
     "register",
+    "report_error",
     "stats",
     "threadsafety",
     "undrain",
@@ -149,3 +154,32 @@ def drain(cluster: str, node: str) -> None:
 def undrain(cluster: str, node: str) -> None:
     """Put a drained node back into rotation."""
     process.get(cluster).undrain(node)
+
+
+def node_of(conn: Any) -> NodeRef | None:
+    """The cluster and node of a connection clusterdb returned (``NodeRef(cluster, node)``),
+    or None for any other object (also for a connection of a driver whose objects take
+    neither an attribute nor a weak reference)."""
+    return pooled.node_of(conn)
+
+
+def fits(conn: Any, role: WantedRole = "any") -> bool:
+    """Would clusterdb hand ``conn`` out for ``role`` now? No I/O (about a microsecond).
+
+    False when its node is down, drained, no longer of ``role``, a replica lagging more than
+    ``max_lag``, or far slower than the fastest node that fits (or its cluster was registered
+    again since); True for a connection clusterdb did not make. For pools: check it at
+    checkout and open a new connection through :func:`connect` when it does not fit.
+    """
+    return pooled.fits(conn, role)
+
+
+def report_error(conn: Any, exc: BaseException) -> bool:
+    """Tell clusterdb about an error ``exc`` raised on ``conn``; True: throw ``conn`` away.
+
+    A read-only error (PostgreSQL SQLSTATE 25006 on a standby; MariaDB/MySQL 1290, 1836) marks
+    the node as not primary; a lost connection makes it suspect. Either has the monitor
+    re-read every node's role at once, so a promoted primary is found within a probe's round
+    trip. Other errors, and connections clusterdb did not make, change nothing (False).
+    """
+    return pooled.report(conn, exc) is not None

@@ -7,14 +7,20 @@ psycopg works unchanged and ``conn.Error is clusterdb.psycopg.Error`` holds::
     conn = clusterdb.psycopg.connect("main", role="primary")   # a psycopg.Connection
 
 :class:`Connection` lets psycopg_pool fill a pool from a cluster (the pool's conninfo is the
-cluster name; its ``kwargs`` and ``connect_timeout`` reach clusterdb.connect())::
+cluster name; its ``kwargs`` and ``connect_timeout`` reach clusterdb.connect()), and
+:func:`check` makes the pool hand out only connections clusterdb would still choose::
 
     from psycopg_pool import ConnectionPool
-    pool = ConnectionPool("main", connection_class=clusterdb.psycopg.Connection)
+    pool = ConnectionPool("main", connection_class=clusterdb.psycopg.Connection,
+                          kwargs={"role": "primary"}, check=clusterdb.psycopg.check)
+
+Its cursors (and ``commit()``) report errors to clusterdb (:func:`clusterdb.report_error`): a
+read-only error or a lost connection makes clusterdb re-read every node's role at once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Self
 
 import psycopg
@@ -42,10 +48,11 @@ from psycopg import (
     TimestampFromTicks,
     Warning,
 )
-from psycopg.rows import TupleRow
+from psycopg.abc import Params
+from psycopg.rows import Row, RowFactory, TupleRow, tuple_row
 
 from clusterdb.core.description import WantedRole
-from clusterdb.runtime import process
+from clusterdb.runtime import pooled, process
 from clusterdb.runtime.connect import connect as connect_cluster
 
 __all__ = [
@@ -56,6 +63,7 @@ __all__ = [
     "STRING",
     "Binary",
     "Connection",
+    "Cursor",
     "DataError",
     "DatabaseError",
     "Date",
@@ -73,6 +81,7 @@ __all__ = [
     "TimestampFromTicks",
     "Warning",
     "apilevel",
+    "check",
     "connect",
     "paramstyle",
     "threadsafety",
@@ -91,13 +100,49 @@ def connect(
     return conn
 
 
+class Cursor(psycopg.Cursor[Row]):
+    """psycopg's cursor, reporting the errors of ``execute()`` and ``executemany()`` to
+    clusterdb before raising them."""
+
+    def execute(
+        self,
+        query: Any,
+        params: Any = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> Self:
+        try:
+            return super().execute(query, params, prepare=prepare, binary=binary)
+        except psycopg.Error as exc:
+            pooled.report(self.connection, exc)
+            raise
+
+    def executemany(
+        self, query: Any, params_seq: Iterable[Params], *, returning: bool = False
+    ) -> None:
+        try:
+            super().executemany(query, params_seq, returning=returning)
+        except psycopg.Error as exc:
+            pooled.report(self.connection, exc)
+            raise
+
+
 class Connection(psycopg.Connection[TupleRow]):
     """A psycopg ``Connection`` whose ``connect()`` takes a cluster name instead of a conninfo.
 
     For APIs that build connections themselves from a class, such as psycopg_pool's
     ``connection_class``. The object returned is an instance of this class (or of a subclass
-    it is called on), made by psycopg on the node clusterdb picked.
+    it is called on), made by psycopg on the node clusterdb picked; its cursors are
+    :class:`Cursor` (unless a ``cursor_factory`` is given) and it remembers the role it was
+    asked for, which :func:`check` holds it to.
     """
+
+    role: WantedRole = "any"
+
+    def __init__(self, pgconn: Any, row_factory: RowFactory[Any] = tuple_row) -> None:
+        super().__init__(pgconn, row_factory)
+        self.cursor_factory = Cursor
 
     @classmethod
     def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
@@ -105,7 +150,26 @@ class Connection(psycopg.Connection[TupleRow]):
         role = kwargs.pop("role", "any")
         kwargs["connection_class"] = cls
         conn: Self = _connect(conninfo, role, kwargs)
+        conn.role = role
         return conn
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        except psycopg.Error as exc:
+            pooled.report(self, exc)
+            raise
+
+
+def check(conn: psycopg.Connection[Any]) -> None:
+    """psycopg_pool's ``check=`` hook: raise (closing ``conn``, so the pool replaces it) when
+    clusterdb would no longer hand ``conn`` out for the role it was asked for
+    (:func:`clusterdb.fits`; :attr:`Connection.role`, else ``"any"``). No I/O."""
+    role: WantedRole = getattr(conn, "role", "any")
+    if not pooled.fits(conn, role):
+        ref = pooled.node_of(conn)
+        conn.close()
+        raise OperationalError(f"clusterdb: {ref} no longer fits role {role}")
 
 
 def _connect(name: str, role: WantedRole, overrides: dict[str, Any]) -> Any:

@@ -6,6 +6,9 @@
 cluster name: the pool calls it for every new connection and clusterdb picks the node. The
 pool's ``kwargs`` reach ``clusterdb.connect()`` (here ``role="primary"``, so the pool can
 write); the pool's own timeout becomes clusterdb's overall ``connect_timeout``.
+``check=clusterdb.psycopg.check`` makes the pool hand out only connections clusterdb would
+still choose for that role (no I/O), and the connections' cursors report errors to clusterdb,
+so a demoted or lost primary is noticed and the new one looked for at once.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ def main(cluster: str = "main", config: str | None = None) -> None:
         cluster,  # conninfo: the cluster's name
         connection_class=clusterdb.psycopg.Connection,
         kwargs={"role": "primary"},
+        check=clusterdb.psycopg.check,
         min_size=2,
         max_size=4,
         timeout=10.0,

@@ -34,6 +34,10 @@ class ProbeSchedule:
         failures = self.failures + 1
         return ProbeSchedule(due_at=now + backoff.delay(failures, rng), failures=failures)
 
+    def no_later_than(self, at: float) -> ProbeSchedule:
+        """Due at ``at`` at the latest (a check was asked for); the failure count is kept."""
+        return self if self.due_at <= at else ProbeSchedule(due_at=at, failures=self.failures)
+
     def after_outside_failure(
         self, now: float, backoff: Backoff, rng: random.Random
     ) -> ProbeSchedule:

@@ -17,14 +17,26 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from clusterdb.core.description import Role
 
 if TYPE_CHECKING:
     from clusterdb.config import NodeEntry
 
-__all__ = ["ConnectArgs", "DriverAdapter", "Pending", "ProbeResult", "needs_no_lookup", "nothing"]
+__all__ = [
+    "ConnectArgs",
+    "DriverAdapter",
+    "ErrorKind",
+    "Pending",
+    "ProbeResult",
+    "needs_no_lookup",
+    "nothing",
+]
+
+ErrorKind = Literal["read_only", "lost"]
+"""An error on an established connection that says something about its node: ``read_only``
+(a write refused because the server is not primary), ``lost`` (the connection is gone)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +162,11 @@ class DriverAdapter(ABC):
         finally:
             cursor.close()
         return ProbeResult(self.detect_role(conn), None)
+
+    def classify_error(self, exc: BaseException, conn: Any = None) -> ErrorKind | None:
+        """What ``exc``, raised on the established connection ``conn``, says about its node;
+        None for an error of the statement or the session (the default: nothing known)."""
+        return None
 
     def socket_fd(self, conn: Any) -> int | None:
         """The connection's socket descriptor, or None when the driver does not show it."""

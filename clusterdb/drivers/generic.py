@@ -6,7 +6,9 @@ connect() still returns at its deadline, but an attempt that hangs inside the dr
 
 sqlite3 refuses to let a connection be used outside the thread that opened it unless it was
 opened with ``check_same_thread=False``; attempts run in worker threads, so clusterdb always
-passes it.
+passes it. Its connections take no attribute and no weak reference, so unless the node's
+settings name a ``factory``, they are made of a plain subclass of ``sqlite3.Connection``, which
+takes both: each can then carry its node (:func:`clusterdb.node_of`).
 """
 
 from __future__ import annotations
@@ -38,12 +40,14 @@ class GenericAdapter(DriverAdapter):
         self.module = module
         self.name = module.__name__
         self.operational_error = module.OperationalError
-        self._forced: dict[str, Any] = (
-            {"check_same_thread": False} if module.__name__ == "sqlite3" else {}
-        )
+        sqlite = module.__name__ == "sqlite3"
+        self._forced: dict[str, Any] = {"check_same_thread": False} if sqlite else {}
+        self._defaults: dict[str, Any] = {}
+        if sqlite:
+            self._defaults["factory"] = type("Connection", (module.Connection,), {})
 
     def connect_args(self, node: NodeEntry, kwargs: Mapping[str, Any]) -> ConnectArgs:
-        merged: dict[str, Any] = {**kwargs, **node.params}
+        merged: dict[str, Any] = {**self._defaults, **kwargs, **node.params}
         if node.host is not None:
             merged["host"] = node.host
         if node.port is not None:

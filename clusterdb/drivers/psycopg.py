@@ -18,6 +18,7 @@ from clusterdb.core.description import Role
 from clusterdb.drivers.base import (
     ConnectArgs,
     DriverAdapter,
+    ErrorKind,
     Pending,
     ProbeResult,
     needs_no_lookup,
@@ -67,6 +68,11 @@ _MIN_DRIVER_TIMEOUT = 2
 # is connected through psycopg's connect(), in a worker, never by start().
 _BASE_PARAMS = vars(psycopg.Connection)["_get_connection_params"].__func__
 _SEVERAL = ("host", "hostaddr", "port")
+
+# SQLSTATEs of a connection that is gone, besides class 08 (connection exception): the server
+# shut down or crashed, or is starting or stopping.
+_LOST_STATES = frozenset({"57P01", "57P02", "57P03"})
+_READ_ONLY_STATE = "25006"  # read_only_sql_transaction
 
 
 class _Connecting:
@@ -224,6 +230,23 @@ class PsycopgAdapter(DriverAdapter):
             return "replica"
         if status == "off":
             return "primary"
+        return None
+
+    def classify_error(self, exc: BaseException, conn: Any = None) -> ErrorKind | None:
+        # 25006 on a standby is the node's; on a primary (in_hot_standby "off") it is a
+        # transaction the session declared READ ONLY, which says nothing about the node.
+        if not isinstance(exc, psycopg.Error):
+            return None
+        state = exc.sqlstate
+        if state == _READ_ONLY_STATE:
+            standby = None
+            if conn is not None and not conn.closed:
+                standby = conn.info.parameter_status("in_hot_standby")
+            return None if standby == "off" else "read_only"
+        if state is not None:
+            return "lost" if state.startswith("08") or state in _LOST_STATES else None
+        if isinstance(exc, psycopg.OperationalError) and (conn is None or conn.broken):
+            return "lost"
         return None
 
     def probe(self, conn: Any) -> ProbeResult:

@@ -31,10 +31,11 @@ from pymysql.constants import CR, ER, SERVER_STATUS
 
 from clusterdb.core.description import Role
 from clusterdb.core.dsn import parse_dsn
-from clusterdb.drivers import pymysql_handshake
+from clusterdb.drivers import pymysql_errors, pymysql_handshake
 from clusterdb.drivers.base import (
     ConnectArgs,
     DriverAdapter,
+    ErrorKind,
     Pending,
     ProbeResult,
     needs_no_lookup,
@@ -376,6 +377,9 @@ class PyMySQLAdapter(DriverAdapter):
             "grant SLAVE MONITOR (or REPLICATION CLIENT) to enforce max_lag",
             exc.args[1] if len(exc.args) > 1 else exc,
         )
+
+    def classify_error(self, exc: BaseException, conn: Any = None) -> ErrorKind | None:
+        return pymysql_errors.classify(exc, conn)
 
     def socket_fd(self, conn: Any) -> int | None:
         sock = getattr(conn, "_sock", None)

@@ -20,6 +20,7 @@ from clusterdb.core.redact import Redactor
 from clusterdb.core.roles import role_fits, role_is_fallback
 from clusterdb.runtime import process
 from clusterdb.runtime.cluster import Cluster
+from clusterdb.runtime.pooled import tag
 
 __all__ = ["Attempts", "Result"]
 
@@ -134,6 +135,7 @@ class Attempts:
             self.cluster.record_success(node, latency, role, discarded=True)
             line = f"is a {role}, wanted {self.wanted}"
             self.results.put(Result(index, None, adapter.operational_error(line), line, False))
+            self._primary_missed()
             return
         if role_is_fallback(self.wanted, role):
             self._offer_fallback(index, node, conn, latency, role)
@@ -144,6 +146,7 @@ class Attempts:
         # Recorded before the hand-over, so that stats read after connect() returns count it.
         self.cluster.record_success(node, latency, role, discarded=not won)
         if won:
+            tag(conn, self.cluster.tags[node])
             self.results.put(Result(index, conn, None, "", False))
 
     def _offer_fallback(
@@ -154,6 +157,7 @@ class Attempts:
         # Under the race's lock (the cluster's lock is only ever taken inside it, never the
         # other way round): a race settled later finds the fallback in the queue, and the
         # outcome is recorded once, before the hand-over, with the right ``discarded``.
+        tag(conn, self.cluster.tags[node])
         with self.lock:
             handed = self.settled is None
             self.cluster.record_success(node, latency, role, discarded=not handed)
@@ -166,6 +170,13 @@ class Attempts:
         line = self.redactor.one_line(exc)
         self.cluster.record_failure(node, exc, line)
         self.results.put(Result(index, None, self._safe(exc, line), line, False))
+        self._primary_missed()
+
+    def _primary_missed(self) -> None:
+        """A primary attempt failed or found another role: look for a promoted primary now,
+        not at the next heartbeat (issue 13)."""
+        if self.wanted == "primary":
+            self.cluster.request_check()
 
     def _safe(self, exc: BaseException, line: str) -> BaseException:
         """``exc``, or a stand-in carrying only ``line`` when its text holds a secret."""

@@ -33,11 +33,13 @@ from clusterdb.core.description import (
     WantedRole,
 )
 from clusterdb.core.latency import LatencyEstimate
+from clusterdb.core.rebalance import first_on
 from clusterdb.core.redact import Redactor, is_secret_key
 from clusterdb.core.selection import Plan, Ranking, rank
 from clusterdb.core.stats import ClusterStats, NodeStats
 from clusterdb.drivers import ConnectArgs, DriverAdapter, get_adapter
 from clusterdb.errors import ConfigError, InterfaceError
+from clusterdb.runtime.pooled import node_tags
 from clusterdb.runtime.probe import probe_node
 
 __all__ = ["Cluster"]
@@ -195,6 +197,7 @@ class Watcher(Protocol):
     def watch(self, cluster: Any) -> None: ...
     def unwatch(self, cluster: Any) -> None: ...
     def node_failed(self, cluster: Any, node: str) -> None: ...
+    def request_check(self, cluster: Any) -> None: ...
 
 
 # (node, old state, new state, address, detail) of a transition, logged outside the lock.
@@ -235,6 +238,9 @@ class Cluster:
         # (node, latency, monotonic, wall) of connections returned whose bookkeeping waits
         # for fold(); each is also still counted in _in_flight and its node's pending.
         self._outbox: deque[tuple[_Node, float, float, float]] = deque()
+        # Pools (issue 13): the tag each connection carries, per node; retired by close().
+        self.tags = node_tags(self)
+        self.retired = False
 
     def _connect_args(self, index: int, entry: NodeEntry) -> ConnectArgs:
         try:
@@ -284,8 +290,11 @@ class Cluster:
     def _describe(self, now: float) -> ClusterDescription:
         return ClusterDescription(self.name, tuple(n.describe(now) for n in self._nodes.values()))
 
-    def begin(self, wanted: WantedRole) -> tuple[Plan, ClusterDescription]:
-        """Plan one connect() and count its first attempts (all of a race) as pending.
+    def begin(
+        self, wanted: WantedRole, prefer: str | None = None
+    ) -> tuple[Plan, ClusterDescription]:
+        """Plan one connect() and count its first attempts (all of a race) as pending;
+        ``prefer``: a node to try first when the plan has it (a pool moving a connection).
 
         The ranking under the plan is kept and drawn from again by later connects while
         nothing it depends on changes: state, role, lag, drain, a hedge, an attempt pending,
@@ -310,6 +319,8 @@ class Cluster:
                 self._fold()
                 desc, ranking = self._rank(wanted, now)
             chosen = ranking.draw(self._rng)
+            if prefer is not None:
+                chosen = first_on(chosen, prefer)
             first = chosen.nodes if chosen.race else chosen.nodes[:1]
             for name in first:
                 self._nodes[name].pending += 1
@@ -535,6 +546,35 @@ class Cluster:
             else:
                 log.info("cluster %r: node %s: replication running again", self.name, node)
 
+    # -- errors seen on established connections (issue 13; to move into node_state) --
+
+    def record_read_only(self, node: str) -> None:
+        """A connection to ``node`` was refused a write as read-only: it is not primary."""
+        with self._lock:
+            self._fold()
+            role_change = self._set_role(self._nodes[node], "replica")
+        self._log_role_change(role_change)
+
+    def record_lost(self, node: str, exc: BaseException) -> None:
+        """A connection to ``node`` was lost: the node is suspect (its next probe decides)."""
+        line = self.redactor.one_line(exc)
+        with self._lock:
+            n = self._nodes[node]
+            n.last_error = line
+            n.last_error_at = time.time()
+        log.debug("cluster %r: node %s: a connection was lost: %s", self.name, node, line)
+
+    def request_check(self) -> None:
+        """Have the monitor re-read every node's role now (it rate-limits such requests)."""
+        watcher = self._watched_by  # close() may clear it at any time
+        if watcher is not None:
+            watcher.request_check(self)
+
+    @property
+    def epoch(self) -> int:
+        """Changes whenever a kept ranking may no longer hold (read without the lock)."""
+        return self._epoch
+
     def record_outcome(self, ok: bool) -> None:
         """One connect() returned a connection (``ok``) or raised."""
         with self._lock:
@@ -558,6 +598,10 @@ class Cluster:
         else:
             if n.down_since_epoch is not None:
                 detail = f"after {wall - n.down_since_epoch:.1f} s down"
+                # Back from down: its estimate predates the outage (or is a probe's, taken on
+                # a worker thread), so it is on trial again, judged by one connect measured
+                # where connections are made (issue 13: a restarted replica got no share).
+                n.served = 0
             n.down_since = n.down_since_epoch = None
         return (n.name, old, state, n.address, detail)
 
@@ -657,6 +701,7 @@ class Cluster:
 
     def close(self) -> None:
         """Stop this cluster's background work (it is being unregistered or replaced)."""
+        self.retired = True
         watcher, self._watched_by = self._watched_by, None
         if watcher is not None:  # it holds clusters weakly; unwatch() makes the end immediate
             watcher.unwatch(self)

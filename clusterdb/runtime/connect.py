@@ -23,6 +23,7 @@ from clusterdb.drivers.base import Pending
 from clusterdb.errors import ConfigError, NoSuitableNode, bind_to_driver
 from clusterdb.runtime import process
 from clusterdb.runtime.cluster import Cluster
+from clusterdb.runtime.pooled import tag
 from clusterdb.runtime.race import Begun, always, race
 
 __all__ = ["begin_here", "connect"]
@@ -30,9 +31,12 @@ __all__ = ["begin_here", "connect"]
 _NOT_CONNECTED = (Exception, Pending)  # what start() gives when it has no connection yet
 
 
-def connect(cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any]) -> Any:
+def connect(
+    cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any], prefer: str | None = None
+) -> Any:
     """One clusterdb.connect(): plan, race, count the outcome. ``overrides`` go to the driver,
-    except ``connect_timeout``, the overall deadline."""
+    except ``connect_timeout``, the overall deadline; ``prefer``: a node to try first when
+    it fits (a pool moving a connection)."""
     if wanted not in WANTED_ROLES:
         raise ConfigError(f"role must be one of {', '.join(WANTED_ROLES)}, not {wanted!r}", "role")
     if "connect_timeout" in overrides:
@@ -41,9 +45,11 @@ def connect(cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any]) -> 
         timeout = cluster.options.connect_timeout  # checked when the cluster was configured
     adapter = cluster.adapter
     cluster.watch(process.monitor())
-    chosen, desc = cluster.begin(wanted)
+    chosen, desc = cluster.begin(wanted, prefer)
     if not chosen.nodes:
         cluster.record_outcome(False)
+        if wanted == "primary":  # no primary known: look for a promoted one (issue 13)
+            cluster.request_check()
         error = bind_to_driver(NoSuitableNode, adapter.operational_error)
         raise error(cluster.name, wanted, chosen.rejected)
     if adapter.role_is_free or wanted != "any":
@@ -67,6 +73,7 @@ def connect(cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any]) -> 
             if not isinstance(conn, _NOT_CONNECTED):
                 done, role = _settled_here(cluster, node, conn, wanted, detect)
                 if done:
+                    tag(conn, cluster.tags[node])
                     cluster.record_returned(node, monotonic() - began, role)
                     return conn
             begun = Begun(conn, began)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from clusterdb.config import ClusterOptions
+from clusterdb.core.recheck import RecheckGate, RecheckPolicy
 from clusterdb.core.schedule import ProbeSchedule
 from clusterdb.runtime.workers import Spawn
 
@@ -28,6 +29,7 @@ log = logging.getLogger("clusterdb")
 # Even with nothing due, wake up now and then so that a cluster registered without a wake-up
 # (or a clock jump) cannot leave the monitor asleep for long.
 _MAX_SLEEP = 30.0
+_RECHECK = RecheckPolicy()
 
 
 class Probed(Protocol):
@@ -66,6 +68,10 @@ class Monitor:
             weakref.WeakKeyDictionary()
         )
         self._in_flight: set[tuple[int, str]] = set()
+        # request_check(): each cluster's rate limit, and the probes in flight when a check
+        # was asked for (probed again when they end, no sooner than the check is due).
+        self._rechecks: weakref.WeakKeyDictionary[Probed, RecheckGate] = weakref.WeakKeyDictionary()
+        self._again: dict[tuple[int, str], float] = {}
         self._thread: threading.Thread | None = None
         self._stopping = False
 
@@ -90,6 +96,7 @@ class Monitor:
     def unwatch(self, cluster: Probed) -> None:
         with self._lock:
             self._schedules.pop(cluster, None)
+            self._rechecks.pop(cluster, None)
 
     def node_failed(self, cluster: Probed, node: str) -> None:
         """A connect() found ``node`` failing: put it on the backoff schedule now."""
@@ -100,6 +107,24 @@ class Monitor:
                 return
             current = nodes.get(node) or ProbeSchedule.first(now)
             nodes[node] = current.after_outside_failure(now, cluster.options.backoff, self._rng)
+        self._wake.set()
+
+    def request_check(self, cluster: Probed) -> None:
+        """Probe every node of ``cluster`` now (role, lag), within the rate limit of
+        :class:`~clusterdb.core.recheck.RecheckPolicy`: a sign that the topology changed."""
+        now = self._clock()
+        with self._lock:
+            nodes = self._schedules.get(cluster)
+            if nodes is None:
+                return
+            gate = self._rechecks.get(cluster, RecheckGate())
+            due, self._rechecks[cluster] = gate.request(now, _RECHECK)
+            for name in cluster.node_names:
+                key = (id(cluster), name)
+                if key in self._in_flight:
+                    self._again[key] = min(due, self._again.get(key, due))
+                else:
+                    nodes[name] = (nodes.get(name) or ProbeSchedule.first(now)).no_later_than(due)
         self._wake.set()
 
     def watching(self, cluster: Probed) -> bool:
@@ -166,13 +191,16 @@ class Monitor:
         now = self._clock()
         options = cluster.options
         with self._lock:
-            self._in_flight.discard((id(cluster), node))
+            key = (id(cluster), node)
+            self._in_flight.discard(key)
+            again = self._again.pop(key, None)
             nodes = self._schedules.get(cluster)
             if nodes is not None:
                 current = nodes.get(node) or ProbeSchedule.first(now)
-                nodes[node] = (
+                after = (
                     current.after_success(now, options.heartbeat)
                     if ok
                     else current.after_failure(now, options.backoff, self._rng)
                 )
+                nodes[node] = after if again is None else after.no_later_than(max(now, again))
         self._wake.set()

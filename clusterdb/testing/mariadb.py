@@ -259,6 +259,28 @@ class MariaDBCluster(Cluster):
             cur.execute("RESET SLAVE ALL")
             cur.execute("SET GLOBAL read_only = 0")
 
+    def switchover(self, node: TestNode) -> None:
+        """Switch over to replica ``node``: the old primary turns ``read_only`` and keeps
+        running (refusing writes with error 1290), ``node`` is promoted once it has every
+        write, and the others follow it. ``heal()`` brings back the original shape."""
+        with self._lock:
+            self._require_started()
+            if node.role != "replica" or not node.running or node.hung:
+                raise HarnessError(f"{node.name} is not a running replica")
+            old = self.primary
+            self.execute(old, "SET GLOBAL read_only = 1")
+            self._topology_changed = True
+            followers = [n for n in self.replicas if n.running and not n.hung]
+            self._wait_caught_up(followers, time.monotonic() + 30.0)
+            self._promote(node)
+            old.role, node.role, node.delay = "replica", "primary", 0.0
+            for other in self.nodes:
+                other.upstream = None if other is node else node
+            self._prepare(old)
+            for other in [n for n in [*followers, old] if n is not node]:
+                self._configure_replica(other)
+            self._wait_streaming(timeout=30.0)
+
     def _repoint(self, node: TestNode) -> None:
         self._configure_replica(node)
 

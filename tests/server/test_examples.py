@@ -66,8 +66,9 @@ def run_example(name: str, env: dict[str, str]) -> str:
 def test_every_example_is_tested() -> None:
     tested = {
         "quickstart.py",
-        "sqlalchemy_creator.py",
+        "sqlalchemy_engine.py",
         "psycopg_pool_fed.py",
+        "django_app.py",
         "read_write_split.py",
     }
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
@@ -82,10 +83,17 @@ def test_quickstart(pg_cluster: Any, tmp_path: Path) -> None:
     assert pg_cluster.password not in out
 
 
-def test_sqlalchemy_creator(pg_cluster: Any, tmp_path: Path) -> None:
-    out = run_example("sqlalchemy_creator.py", example_env(pg_cluster, tmp_path))
+def test_sqlalchemy_engine(pg_cluster: Any, tmp_path: Path) -> None:
+    out = run_example("sqlalchemy_engine.py", example_env(pg_cluster, tmp_path))
     assert "sqlalchemy: 2 rows written on the primary" in out
+    assert f"sqlalchemy: that connection is on node {pg_cluster.primary.name}" in out
     assert "sqlalchemy: server version" in out
+
+
+def test_django_app(pg_cluster: Any, tmp_path: Path) -> None:
+    out = run_example("django_app.py", example_env(pg_cluster, tmp_path))
+    for request in (1, 2, 3):
+        assert f"django: request {request} on the primary, node {pg_cluster.primary.name}" in out
 
 
 def test_psycopg_pool_fed(pg_cluster: Any, tmp_path: Path) -> None:

@@ -90,7 +90,9 @@ def test_generic_driver_passes_the_dsn_first_and_sqlite_may_cross_threads() -> N
     adapter = get_adapter(sqlite3)
     args = adapter.connect_args(NodeEntry(name="n", dsn="/tmp/x.db"), {"timeout": 2.0})
     assert args.args == ("/tmp/x.db",)
-    assert args.kwargs == {"timeout": 2.0, "check_same_thread": False}
+    factory = args.kwargs["factory"]  # a subclass, whose connections can carry their node
+    assert issubclass(factory, sqlite3.Connection) and factory is not sqlite3.Connection
+    assert args.kwargs == {"timeout": 2.0, "check_same_thread": False, "factory": factory}
     # Even when the caller asks otherwise: the connection is opened in a worker thread.
     args = adapter.connect_args(NodeEntry(name="n", dsn=":memory:"), {"check_same_thread": True})
     assert args.kwargs["check_same_thread"] is False

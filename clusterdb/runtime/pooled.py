@@ -1,0 +1,188 @@
+"""Connections after connect(): which node each is on, whether it still fits, and errors seen
+on it, for pools and ORMs that keep connections for hours.
+
+Every connection connect() returns carries a :class:`NodeTag` (an attribute set on the
+driver's own object; a weak mapping for objects that take no attribute). :func:`fits` asks
+the cluster's :class:`Fitness` (an :class:`~clusterdb.core.rebalance.Assessment` per wanted
+role, kept while nothing it depends on changes, as rankings are); :func:`report` feeds an
+error seen on a connection back into its node's state and has the monitor re-read every
+node's role.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import weakref
+from typing import Any, NamedTuple, Protocol
+
+from clusterdb.config import ClusterOptions
+from clusterdb.core.description import ClusterDescription, WantedRole
+from clusterdb.core.rebalance import Assessment, RebalancePolicy, assess
+from clusterdb.core.roles import WANTED_ROLES
+from clusterdb.core.stats import ClusterStats
+from clusterdb.drivers.base import DriverAdapter, ErrorKind
+from clusterdb.errors import ConfigError
+
+__all__ = ["Fitness", "NodeRef", "NodeTag", "fits", "node_of", "report", "tag", "tag_of"]
+
+ATTRIBUTE = "_clusterdb_node"
+_KEPT_FOR = 1.0  # latency estimates decay: an assessment is made again at least this often
+DEFAULT_POLICY = RebalancePolicy()
+
+
+class Cluster(Protocol):
+    """What connections' tags need of the runtime cluster (:class:`~clusterdb.runtime.
+    cluster.Cluster`, which makes the tags: this module does not import it)."""
+
+    name: str
+    adapter: DriverAdapter
+    retired: bool
+
+    @property
+    def options(self) -> ClusterOptions: ...
+    @property
+    def node_names(self) -> tuple[str, ...]: ...
+    @property
+    def epoch(self) -> int: ...
+    def describe(self) -> ClusterDescription: ...
+    def stats_snapshot(self) -> ClusterStats: ...
+    def record_read_only(self, node: str) -> None: ...
+    def record_lost(self, node: str, exc: BaseException) -> None: ...
+    def request_check(self) -> None: ...
+
+
+class NodeRef(NamedTuple):
+    """The cluster and node a connection made by clusterdb is on."""
+
+    cluster: str
+    node: str
+
+
+class Fitness:
+    """A cluster's assessments for pools, one per wanted role, each kept while the cluster's
+    epoch stands and for at most ``_KEPT_FOR`` seconds. Read without a lock: a stale entry
+    is at worst one assessment made again."""
+
+    __slots__ = ("_cluster", "_kept", "policy")
+
+    def __init__(self, cluster: Cluster, policy: RebalancePolicy = DEFAULT_POLICY) -> None:
+        self._cluster = cluster
+        self.policy = policy
+        self._kept: dict[WantedRole, tuple[int, float, Assessment]] = {}
+
+    def assessment(self, wanted: WantedRole, now: float | None = None) -> Assessment:
+        """What a pool asking for ``wanted`` may keep now (``now``: ``time.monotonic()``,
+        when the caller has it)."""
+        if now is None:
+            now = time.monotonic()
+        cluster = self._cluster
+        epoch = cluster.epoch  # read before describing: a change meanwhile is seen next time
+        kept = self._kept.get(wanted)
+        if kept is not None and kept[0] == epoch and now < kept[1]:
+            return kept[2]
+        options = cluster.options
+        best = {
+            n.name: n.latency_min_ms / 1000.0
+            for n in cluster.stats_snapshot().nodes
+            if n.latency_min_ms is not None
+        }
+        found = assess(
+            cluster.describe(),
+            wanted,
+            max_lag=options.max_lag,
+            selection=options.selection,
+            policy=self.policy,
+            best=best,
+        )
+        self._kept[wanted] = (epoch, now + _KEPT_FOR, found)
+        return found
+
+
+class NodeTag:
+    """What a connection carries: its node, and the cluster object that made it."""
+
+    __slots__ = ("cluster", "fitness", "node", "ref")
+
+    def __init__(self, cluster: Cluster, node: str, fitness: Fitness) -> None:
+        self.cluster = cluster
+        self.node = node
+        self.fitness = fitness
+        self.ref = NodeRef(cluster.name, node)
+
+    def __repr__(self) -> str:
+        return f"<NodeTag {self.ref.cluster}/{self.node}>"
+
+
+def node_tags(cluster: Cluster) -> dict[str, NodeTag]:
+    """One tag per node of ``cluster``, made once at registration."""
+    fitness = Fitness(cluster)
+    return {name: NodeTag(cluster, name, fitness) for name in cluster.node_names}
+
+
+# Connections that take no attribute but a weak reference (C extension types).
+_weak_tags: weakref.WeakKeyDictionary[Any, NodeTag] = weakref.WeakKeyDictionary()
+
+
+def tag(conn: Any, node_tag: NodeTag) -> None:
+    """Mark ``conn`` as made on ``node_tag``'s node (tens of nanoseconds: on connect's path)."""
+    try:
+        conn._clusterdb_node = node_tag
+    except (AttributeError, TypeError):
+        with contextlib.suppress(TypeError):  # neither: node_of() answers None for it
+            _weak_tags[conn] = node_tag
+
+
+def tag_of(conn: Any) -> NodeTag | None:
+    """The tag connect() put on ``conn``, or None."""
+    found = getattr(conn, ATTRIBUTE, None)
+    if found is not None or not _weak_tags:
+        return found
+    try:
+        return _weak_tags.get(conn)
+    except TypeError:
+        return None
+
+
+def node_of(conn: Any) -> NodeRef | None:
+    """The cluster and node ``conn`` is on, when clusterdb made it; else None."""
+    found = tag_of(conn)
+    return None if found is None else found.ref
+
+
+def fits(conn: Any, role: WantedRole = "any") -> bool:
+    """Would connect(role=``role``) hand out ``conn``'s node now? No I/O.
+
+    False when the node is down, drained, of the wrong role, lagging more than ``max_lag``
+    (replicas), far slower than the fastest fitting node, or its cluster was registered again
+    or unregistered since. A connection clusterdb did not make fits (nothing is known against
+    it).
+    """
+    if role not in WANTED_ROLES:
+        raise ConfigError(f"role must be one of {', '.join(WANTED_ROLES)}, not {role!r}", "role")
+    found = tag_of(conn)
+    if found is None:
+        return True
+    if found.cluster.retired:
+        return False
+    return found.node in found.fitness.assessment(role).fit
+
+
+def report(conn: Any, exc: BaseException) -> ErrorKind | None:
+    """Feed an error seen on ``conn`` into its node's state: what kind of error it was (the
+    node is not primary, or the connection is lost), or None for any other error or a
+    connection clusterdb did not make. Either kind asks the monitor to re-read every node's
+    role now."""
+    found = tag_of(conn)
+    if found is None:
+        return None
+    cluster = found.cluster
+    kind = cluster.adapter.classify_error(exc, conn)
+    if kind is None:
+        return None
+    if kind == "read_only":
+        cluster.record_read_only(found.node)
+    else:
+        cluster.record_lost(found.node, exc)
+    cluster.request_check()
+    return kind
