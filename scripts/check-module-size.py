@@ -10,7 +10,6 @@ LIMIT = 400
 PENDING: frozenset[str] = frozenset(
     {
         "clusterdb/config/__init__.py",
-        "clusterdb/runtime/cluster.py",
         "clusterdb/runtime/racer.py",
         "clusterdb/testing/cluster.py",
         "clusterdb/testing/postgres.py",
