@@ -10,9 +10,8 @@ datetime only by :meth:`NodeRecord.snapshot`, so a connect allocates none).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from operator import attrgetter
 from typing import NamedTuple
 
 from clusterdb.core.description import NodeDescription, NodeState, Role
@@ -36,10 +35,6 @@ RERANK: Transition = ((), True)
 _REUSE_FOR = 0.05
 """Seconds an unchanged node's description is reused (its estimate decays < 0.5 % meanwhile)."""
 
-# NodeDescription's fields after name and address, in its order: what describe() reads.
-_DESCRIBED = tuple(f.name for f in fields(NodeDescription))[2:]
-_LATENCY = _DESCRIBED.index("latency")
-_described = attrgetter(*_DESCRIBED)
 # What reset_counters() zeroes: counts, and wall-clock moments (None until the first).
 _COUNTS = ("connects", "connect_errors", "discarded", "probes", "probe_errors", "state_changes")
 _MOMENTS = ("last_error_at", "last_success_at", "last_state_change_at")
@@ -124,18 +119,39 @@ class NodeRecord:
     def describe(self, now: float) -> NodeDescription:
         """The node at ``now``; the last description while nothing in it changed, for up to
         50 ms (most nodes do not change between two connects)."""
-        key = _described(self)
+        # What _describe() reads (the estimate as an object: a new one is a change).
+        key = (
+            self.state,
+            self.role,
+            self.latency,
+            self.served,
+            self.lag,
+            self.replication_stopped,
+            self.drained,
+            self.pending,
+            self.down_since,
+        )
         if now < self.described_until and key == self.described_key:
             return self.described
-        self.described = self._describe(now, key)
+        self.described = self._describe(now)
         self.described_key = key
         self.described_until = now + _REUSE_FOR
         return self.described
 
-    def _describe(self, now: float, key: tuple[object, ...] | None = None) -> NodeDescription:
-        values = list(_described(self) if key is None else key)
-        values[_LATENCY] = self.latency.value_at(now)
-        return NodeDescription(self.name, self.address, *values)
+    def _describe(self, now: float) -> NodeDescription:
+        return NodeDescription(
+            name=self.name,
+            address=self.address,
+            state=self.state,
+            role=self.role,
+            latency=self.latency.value_at(now),
+            served=self.served,
+            lag=self.lag,
+            replication_stopped=self.replication_stopped,
+            drained=self.drained,
+            pending=self.pending,
+            down_since=self.down_since,
+        )
 
     def snapshot(self) -> NodeStats:
         """The node's counters, estimates (ms) and moments (aware UTC)."""
@@ -179,26 +195,26 @@ class NodeRecord:
     ) -> Transition:
         """An attempt connected after ``latency`` s and saw ``role`` (None: not read);
         ``discarded``: its connection was closed unused. Counted, observed, role set, up."""
-        self.connects += 1
-        rerank = False
+        rerank = self.on_returned(latency, now, wall)
         if discarded:
             self.discarded += 1
         elif self.served < self.trial_serves:
             self.served += 1
             rerank = True  # it may have come off trial
-        self.last_success_at = wall
-        rerank = self._observe(latency, now) or rerank
-        # Calls skipped when nothing changes: this runs on connects.
-        role_changed = None if role is None or role == self.role else self._set_role(role)
-        state_changed = None if self.state == "up" else self._set_state("up", now, wall, "")
-        return _transition(rerank, state_changed, role_changed)
+        if self.state == "up" and (role is None or role == self.role):
+            return RERANK if rerank else UNCHANGED  # calls saved: this runs on connects
+        role_changed = self._set_role(role)
+        return _transition(rerank, self._set_state("up", now, wall, ""), role_changed)
 
     def on_returned(self, latency: float, now: float, wall: float) -> bool:
         """A connect that changes nothing but counters and the estimate (the node up, off
         trial, its role as known): counted and observed. True when rankings must go."""
         self.connects += 1
         self.last_success_at = wall
-        return self._observe(latency, now)
+        estimate = self.latency = self.latency.observe(latency, now)  # _observe(), inlined:
+        value = estimate.value_at(now)  # this runs on every connect
+        low, high = self.keep
+        return value is None or not low <= value <= high
 
     def on_failed(self, line: str, now: float, wall: float) -> Transition:
         """An attempt failed with ``line`` (scrubbed, one line): counted, the node down."""

@@ -11,7 +11,6 @@ than 10 % in 1 s), and no node's latency estimate has left the band it was ranke
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 from clusterdb.core.description import ClusterDescription, WantedRole
 from clusterdb.core.selection import Ranking
@@ -26,13 +25,9 @@ DEFAULT_DRIFT = 0.1
 _EMPTY = (math.inf, -math.inf)
 
 
-class Kept(NamedTuple):
-    """A ranking, the description it was made from, its epoch and its end (``now`` clock)."""
-
-    epoch: int
-    until: float
-    ranking: Ranking
-    description: ClusterDescription
+Kept = tuple[int, float, Ranking, ClusterDescription]
+"""(epoch, end on the ``now`` clock, ranking, the description it was made from): a plain
+tuple, since Python 3.11 reads a NamedTuple's fields on its slow, generic path."""
 
 
 class RankingCache:
@@ -56,7 +51,7 @@ class RankingCache:
     def get(self, wanted: WantedRole, now: float) -> Kept | None:
         """The ranking kept for ``wanted``, when its epoch stands and it is younger than ttl."""
         kept = self.kept.get(wanted)
-        if kept is not None and kept.epoch == self.epoch and now < kept.until:
+        if kept is not None and kept[0] == self.epoch and now < kept[1]:
             return kept
         return None
 
@@ -64,7 +59,7 @@ class RankingCache:
         self, wanted: WantedRole, ranking: Ranking, description: ClusterDescription, now: float
     ) -> None:
         """Keep ``ranking`` (made from ``description`` at ``now``) for the current epoch."""
-        self.kept[wanted] = Kept(self.epoch, now + self.ttl, ranking, description)
+        self.kept[wanted] = (self.epoch, now + self.ttl, ranking, description)
 
     def invalidate(self) -> None:
         """End the epoch: no ranking kept so far is drawn from again."""

@@ -2,9 +2,10 @@
 
 Decisions are taken under the lock, briefly; I/O and logging outside it. A change to a node is a
 transition of its :class:`~clusterdb.core.node_state.NodeRecord`, applied in ``with
-self._locked() as s: s.apply(...)``: the outbox folded on entry, the kept rankings' epoch ended
-when the transition says so, its events logged after the lock. The outbox keeps the lock off a
-plain connect's path: see :meth:`Cluster.record_returned`.
+self._locked as s: s.apply(...)`` (:class:`~clusterdb.runtime.locked.Locked`: the outbox
+folded on entry, the kept rankings' epoch ended when the transition says so, its events logged
+after the lock). The outbox keeps the lock off a plain connect's path: see
+:meth:`Cluster.record_returned`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, Protocol
 from clusterdb.config import ClusterConfig, ClusterOptions
 from clusterdb.core.description import ClusterDescription, Role, WantedRole
 from clusterdb.core.events import Event
-from clusterdb.core.node_state import NodeRecord, Transition
+from clusterdb.core.node_state import NodeRecord
 from clusterdb.core.ranking_cache import RankingCache
 from clusterdb.core.redact import Redactor, is_secret_key
 from clusterdb.core.selection import Plan, Ranking, rank
@@ -29,10 +30,15 @@ from clusterdb.core.stats import ClusterStats
 from clusterdb.drivers import ConnectArgs, DriverAdapter, get_adapter
 from clusterdb.drivers.bind import bind_nodes
 from clusterdb.errors import InterfaceError
-from clusterdb.runtime.log import log, log_connected, log_events, log_failed, log_hedging
+from clusterdb.runtime.locked import Locked
+from clusterdb.runtime.log import log_connected, log_failed, log_hedging
 from clusterdb.runtime.probe import ProbeOutcome, probe_once
 
 __all__ = ["Cluster", "Watcher"]
+
+# The logger runtime.log words for (a name imported from a module would be called without
+# LOAD_METHOD, a bound method allocated per connect).
+log = logging.getLogger("clusterdb")
 
 
 class Watcher(Protocol):
@@ -41,40 +47,6 @@ class Watcher(Protocol):
     def watch(self, cluster: Any) -> None: ...
     def unwatch(self, cluster: Any) -> None: ...
     def node_failed(self, cluster: Any, node: str) -> None: ...
-
-
-class _Locked:
-    """The cluster's lock, held with the outbox folded: :meth:`apply` transitions; their
-    events are logged once the lock is released."""
-
-    __slots__ = ("_cluster", "events")
-
-    def __init__(self, cluster: Cluster) -> None:
-        self._cluster = cluster
-        self.events: tuple[Event, ...] = ()
-
-    def __enter__(self) -> _Locked:
-        self._cluster._lock.acquire()
-        try:
-            self._cluster._fold()
-        except BaseException:
-            self._cluster._lock.release()
-            raise
-        return self
-
-    def apply(self, transition: Transition) -> tuple[Event, ...]:
-        """End the rankings' epoch when ``transition`` says so; returns its events."""
-        events, rerank = transition
-        if rerank:
-            self._cluster._rankings.invalidate()
-        if events:
-            self.events += events
-        return events
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._cluster._lock.release()
-        if self.events:
-            log_events(self._cluster.name, self.events)
 
 
 class Cluster:
@@ -111,6 +83,7 @@ class Cluster:
         # (node, latency, monotonic, wall) of connections returned whose bookkeeping waits
         # for fold(); each is also still counted in _in_flight and its node's pending.
         self._outbox: deque[tuple[NodeRecord, float, float, float]] = deque()
+        self._locked = Locked(self.name, self._lock, self._fold, self._rankings)
 
     def __repr__(self) -> str:
         nodes = ", ".join(self._nodes)
@@ -134,15 +107,11 @@ class Cluster:
         extra = [v for k, v in overrides.items() if isinstance(v, str) and is_secret_key(k)]
         return self.redactor.with_secrets(extra) if extra else self.redactor
 
-    def _locked(self) -> _Locked:
-        """``with self._locked() as s:`` the lock held and the outbox folded (see _Locked)."""
-        return _Locked(self)
-
     # -- decisions --
 
     def describe(self) -> ClusterDescription:
         """What is known about every node now (an immutable value)."""
-        with self._locked():
+        with self._locked:
             return self._describe(time.monotonic())
 
     def _describe(self, now: float) -> ClusterDescription:
@@ -229,8 +198,9 @@ class Cluster:
         """An attempt on ``node`` connected after ``latency`` s; ``discarded``: closed unused;
         ``returned``: its connect() returns it (:meth:`record_outcome` in the same breath)."""
         now, wall = time.monotonic(), time.time()
-        log_connected(self.name, node, latency, discarded)
-        with self._locked() as s:
+        if log.isEnabledFor(logging.DEBUG):
+            log_connected(self.name, node, latency, discarded)
+        with self._locked as s:
             if returned:
                 self._connects += 1
             s.apply(self._ended(node).on_connected(latency, role, now, wall, discarded))
@@ -251,7 +221,7 @@ class Cluster:
 
     def fold(self) -> None:
         """Do the bookkeeping :meth:`record_returned` queued. A connect's first attempt calls
-        this while it waits for its server; ``_locked()`` does it first, so no reader ever
+        this while it waits for its server; ``_locked`` does it first, so no reader ever
         sees a connect half-counted."""
         if self._outbox:
             with self._lock:
@@ -274,7 +244,7 @@ class Cluster:
             line = self.redactor.one_line(exc)
         now, wall = time.monotonic(), time.time()
         log_failed(self.name, node, line)
-        with self._locked() as s:
+        with self._locked as s:
             events = s.apply(self._ended(node).on_failed(line, now, wall))
         self._went_down(node, events)
 
@@ -282,7 +252,7 @@ class Cluster:
         """A connection to ``node`` broke with ``exc``: the node is down until proven up."""
         line = self.redactor.one_line(exc)
         now, wall = time.monotonic(), time.time()
-        with self._locked() as s:
+        with self._locked as s:
             events = s.apply(self._nodes[node].on_connection_lost(line, now, wall))
         self._went_down(node, events)
 
@@ -293,14 +263,14 @@ class Cluster:
 
     def record_read_only(self, node: str) -> None:
         """``node`` refused a write as read-only: it is no primary now."""
-        with self._locked() as s:
+        with self._locked as s:
             s.apply(self._nodes[node].on_read_only_error())
 
     def record_hedge(self, node: str, elapsed: float) -> None:
         """``node`` has not answered after ``elapsed`` s: rank it down now, not at its timeout."""
         now = time.monotonic()
         log_hedging(self.name, node, elapsed)
-        with self._locked() as s:
+        with self._locked as s:
             s.apply(self._nodes[node].on_hedge(elapsed, now))
 
     def record_probe(self, node: str, outcome: ProbeOutcome) -> None:
@@ -308,7 +278,7 @@ class Cluster:
         error = None if outcome.ok else outcome.error
         line = None if error is None else self.redactor.one_line(error)
         now, wall = time.monotonic(), time.time()
-        with self._locked() as s:
+        with self._locked as s:
             s.apply(self._nodes[node].on_probe(outcome, now, wall, line))
 
     # -- operator actions --
@@ -327,14 +297,14 @@ class Cluster:
             raise InterfaceError(
                 f"cluster {self.name!r} has no node {node!r} (nodes: {', '.join(self._nodes)})"
             )
-        with self._locked() as s:
+        with self._locked as s:
             s.apply(n.on_drained(drained))
 
     # -- stats --
 
     def stats_snapshot(self) -> ClusterStats:
         """Every node's counters and estimates, taken at one moment."""
-        with self._locked():
+        with self._locked:
             nodes = tuple(n.snapshot() for n in self._nodes.values())
             connects, failures = self._connects, self._failures
         return ClusterStats(
@@ -344,7 +314,7 @@ class Cluster:
     def reset_stats(self) -> None:
         """Zero counters and timestamps; keep estimates, state, role and pending attempts
         (connects made before the reset are folded first, and not counted after it)."""
-        with self._locked():
+        with self._locked:
             for n in self._nodes.values():
                 n.reset_counters()
             self._connects = self._failures = 0
@@ -374,6 +344,7 @@ class Cluster:
     def after_fork_in_child(self) -> None:
         """In a forked child: the parent's attempt threads and lock holders do not exist."""
         self._lock = threading.Lock()
+        self._locked = Locked(self.name, self._lock, self._fold, self._rankings)
         self._rng = random.Random()
         self._fold()  # the parent's returned connections, counted as the parent counted them
         self._in_flight = 0

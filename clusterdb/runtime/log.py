@@ -25,15 +25,10 @@ _MS = 1000.0
 
 
 def log_connected(cluster: str, node: str, latency: float, discarded: bool = False) -> None:
-    """An attempt on ``node`` connected after ``latency`` s (DEBUG)."""
-    if log.isEnabledFor(logging.DEBUG):
-        log.debug(
-            "cluster %r: node %s connected in %.1f ms%s",
-            cluster,
-            node,
-            latency * _MS,
-            " (discarded)" if discarded else "",
-        )
+    """An attempt on ``node`` connected after ``latency`` s (DEBUG: the caller checks
+    ``log.isEnabledFor(logging.DEBUG)`` first, saving the call on every connect)."""
+    suffix = " (discarded)" if discarded else ""
+    log.debug("cluster %r: node %s connected in %.1f ms%s", cluster, node, latency * _MS, suffix)
 
 
 def log_failed(cluster: str, node: str, line: str) -> None:

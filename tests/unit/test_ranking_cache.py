@@ -22,7 +22,7 @@ def test_a_stored_ranking_is_kept_for_its_role_until_its_ttl() -> None:
     assert cache.get("any", 10.0) is None
     cache.store("any", RANKING, DESC, 10.0)
     kept = cache.get("any", 10.5)
-    assert kept is not None and kept.ranking is RANKING and kept.description is DESC
+    assert kept is not None and kept[2] is RANKING and kept[3] is DESC
     assert cache.get("primary", 10.5) is None  # one per wanted role
     assert cache.get("any", 11.0) is None  # ttl over
 

@@ -19,6 +19,7 @@ no clock. Each scenario is a JSON object:
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scenario_tables import SCENARIOS, load
 
+from clusterdb.core.description import NodeDescription
 from clusterdb.core.events import (
     DrainChanged,
     Event,
@@ -188,3 +190,27 @@ def test_the_events_tell_the_whole_story(ops: list[tuple[Any, ...]]) -> None:
         assert (record.down_since_epoch is not None) == (state == "down")
         value = record.latency.value_at(float(at))
         assert value is None or math.isfinite(value)
+
+
+def test_a_description_and_a_snapshot_carry_every_field_of_the_record() -> None:
+    values = {
+        "state": "down",
+        "role": "replica",
+        "served": 2,
+        "lag": 1.5,
+        "replication_stopped": True,
+        "drained": True,
+        "pending": 3,
+        "down_since": 7.0,
+    }
+    record = NodeRecord("n", "h:1", **values)  # type: ignore[arg-type]
+    record.on_hedge(0.25, 7.0)
+    described = record.describe(7.0)
+    for f in fields(NodeDescription):
+        if f.name == "latency":
+            assert described.latency == pytest.approx(0.25)
+        else:
+            assert getattr(described, f.name) == getattr(record, f.name) != f.default, f.name
+    stats = record.snapshot()
+    assert (stats.replication_stopped, stats.drained, stats.lag_s) == (True, True, 1.5)
+    assert stats.pending == 3 and stats.latency_ms == pytest.approx(250.0)
