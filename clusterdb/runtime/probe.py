@@ -1,34 +1,31 @@
-"""One probe of one node: connect, read role and lag, close. I/O only; the outcome goes to
-:meth:`Cluster.record_probe`, which decides under the cluster's lock.
+"""One probe of one node: connect, read role and lag, close. I/O only: the outcome is a value,
+which :meth:`Cluster.probe` records under the cluster's lock.
 
 A probe holds no connection between heartbeats (thousands of processes may watch one cluster),
-and every step is bounded by the cluster's ``connect_timeout``: the connect by the driver's
-timeout, the query by a watchdog that breaks the socket, so a node that hangs mid-probe cannot
-leave the monitor waiting on it forever.
+and every step is bounded by ``timeout``: the connect by the driver's timeout, the query by a
+watchdog that breaks the socket, so a node that hangs mid-probe cannot leave the monitor
+waiting on it forever.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from clusterdb.runtime.cluster import Cluster
+from clusterdb.core.node_state import ProbeOutcome
+from clusterdb.drivers import ConnectArgs, DriverAdapter
 
-__all__ = ["probe_node"]
+__all__ = ["ProbeOutcome", "probe_once"]
 
 
-def probe_node(cluster: Cluster, node: str) -> bool:
-    """Probe ``node`` of ``cluster`` now and record the outcome; True when it answered."""
-    adapter = cluster.adapter
-    timeout = cluster.options.connect_timeout
+def probe_once(adapter: DriverAdapter, target: ConnectArgs, timeout: float) -> ProbeOutcome:
+    """Probe the node at ``target`` now, each step bounded by ``timeout`` s; never raises
+    (an ``Exception`` becomes the outcome's ``error``)."""
     started = time.monotonic()
     try:
-        conn = adapter.connect(cluster.target(node), {}, timeout)
+        conn = adapter.connect(target, {}, timeout)
     except Exception as exc:
-        cluster.record_probe(node, False, exc=exc)
-        return False
+        return ProbeOutcome(False, error=exc)
     connected = time.monotonic()
     watchdog = threading.Timer(timeout, adapter.abort, args=(conn,))
     watchdog.daemon = True
@@ -37,13 +34,11 @@ def probe_node(cluster: Cluster, node: str) -> bool:
         result = adapter.probe(conn)
         answered = time.monotonic()
     except Exception as exc:
-        cluster.record_probe(node, False, exc=exc)
-        return False
+        return ProbeOutcome(False, error=exc)
     finally:
         watchdog.cancel()
         adapter.close_quietly(conn)
-    cluster.record_probe(
-        node,
+    return ProbeOutcome(
         True,
         latency=connected - started,
         rtt=answered - connected,
@@ -51,4 +46,3 @@ def probe_node(cluster: Cluster, node: str) -> bool:
         lag=result.lag,
         stopped=result.stopped,
     )
-    return True

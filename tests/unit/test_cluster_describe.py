@@ -20,6 +20,7 @@ from clusterdb.core.policies import SelectionPolicy
 from clusterdb.core.selection import rank
 from clusterdb.drivers.generic import GenericAdapter
 from clusterdb.runtime.cluster import Cluster
+from clusterdb.runtime.probe import ProbeOutcome
 
 NODES = ("a", "b", "c")
 
@@ -71,15 +72,18 @@ def apply(cluster: Cluster, op: tuple[object, ...]) -> None:
         n, seconds, r, lag_s, stopped = args
         cluster.record_probe(
             n,  # type: ignore[arg-type]
-            True,
-            rtt=seconds,  # type: ignore[arg-type]
-            role=r,  # type: ignore[arg-type]
-            lag=lag_s,  # type: ignore[arg-type]
-            latency=seconds,  # type: ignore[arg-type]
-            stopped=stopped,  # type: ignore[arg-type]
+            ProbeOutcome(
+                True,
+                rtt=seconds,  # type: ignore[arg-type]
+                role=r,  # type: ignore[arg-type]
+                lag=lag_s,  # type: ignore[arg-type]
+                latency=seconds,  # type: ignore[arg-type]
+                stopped=stopped,  # type: ignore[arg-type]
+            ),
         )
     elif kind == "probe_failed":
-        cluster.record_probe(args[0], False, exc=OSError("timed out"))  # type: ignore[arg-type]
+        outcome = ProbeOutcome(False, error=OSError("timed out"))
+        cluster.record_probe(args[0], outcome)  # type: ignore[arg-type]
     elif kind == "drain":
         (cluster.drain if args[1] else cluster.undrain)(args[0])  # type: ignore[arg-type]
     elif kind == "started":
@@ -214,7 +218,7 @@ def ranking(cluster: Cluster) -> object:
     """The ranking begin() drew its plan from (nothing is attempted)."""
     chosen, _ = cluster.begin("any")
     cluster.attempt_abandoned(chosen.nodes[0])
-    return cluster._rankings["any"][2]
+    return cluster._rankings.kept["any"][2]
 
 
 def test_begin_keeps_its_ranking_until_something_changes() -> None:
@@ -228,7 +232,7 @@ def test_begin_keeps_its_ranking_until_something_changes() -> None:
     chosen, desc = cluster.begin("any")
     cluster.attempt_abandoned(chosen.nodes[0])
     assert desc.node("b").pending == 1
-    assert cluster._rankings["any"][2] is kept
+    assert cluster._rankings.kept["any"][2] is kept
     cluster.attempt_abandoned("b")
     assert ranking(cluster) is kept
     cluster.drain("c")
@@ -256,11 +260,12 @@ def test_a_probe_can_lower_a_latency_estimate_but_never_raise_it() -> None:
         assert value is not None
         return value
 
-    cluster.record_probe("a", True, latency=0.004)  # nothing known: the probe sets it
+    cluster.record_probe("a", ProbeOutcome(True, latency=0.004))  # nothing known: the probe sets it
     assert math.isclose(latency("a"), 0.004, rel_tol=0.01)
-    cluster.record_probe("a", True, latency=0.040)  # a worker thread's time: an upper bound
+    # A worker thread's time: an upper bound.
+    cluster.record_probe("a", ProbeOutcome(True, latency=0.040))
     assert math.isclose(latency("a"), 0.004, rel_tol=0.01)
-    cluster.record_probe("a", True, latency=0.001)
+    cluster.record_probe("a", ProbeOutcome(True, latency=0.001))
     assert latency("a") < 0.003
     cluster.attempt_started("a")
     cluster.record_success("a", 0.040, None, discarded=False)  # a connect's time counts fully
