@@ -7,28 +7,18 @@ may come in any order, everything else must be the same every time.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
+from scenario_tables import load_cases
 
 from clusterdb.core.description import ClusterDescription, NodeDescription
 from clusterdb.core.policies import SelectionPolicy
 from clusterdb.core.selection import Plan, plan
 
-SCENARIOS = Path(__file__).parent / "scenarios"
 SEEDS = range(20)
-
-
-def _load() -> list[Any]:
-    cases = []
-    for file in sorted(SCENARIOS.glob("*.json")):
-        for index, case in enumerate(json.loads(file.read_text())):
-            cases.append(pytest.param(case, id=f"{file.stem}[{index}]"))
-    return cases
 
 
 def _run(case: dict[str, Any], seed: int) -> Plan:
@@ -52,7 +42,7 @@ def _matches(order: Sequence[str], expected: Sequence[str | list[str]]) -> bool:
     return position == len(order)
 
 
-@pytest.mark.parametrize("case", _load())
+@pytest.mark.parametrize("case", load_cases())
 def test_scenario(case: dict[str, Any]) -> None:
     expect = case["expect"]
     orders = set()
@@ -76,7 +66,7 @@ def test_scenario(case: dict[str, Any]) -> None:
 
 
 def test_scenario_files_are_found() -> None:
-    assert len(_load()) >= 30
+    assert len(load_cases()) >= 30
 
 
 def test_down_reason_says_for_how_long_when_given_now() -> None:
