@@ -1,8 +1,9 @@
 """What clusterdb needs of an asyncio driver, for the clusters of a DB-API driver.
 
 A cluster registered with ``driver="psycopg"`` or ``"pymysql"`` serves ``connect_async()``
-through the asyncio driver of the same database: its nodes' connect arguments are the ones
-built at register time (:meth:`DriverAdapter.connect_args`), so one registration serves both.
+through the asyncio driver of the same database (:func:`clusterdb.drivers.get_async_adapter`):
+its nodes' connect arguments are the ones built at register time
+(:meth:`DriverAdapter.connect_args`), so one registration serves both.
 Like a :class:`~clusterdb.drivers.base.DriverAdapter`, an async adapter never wraps the
 connection: the caller gets what the asyncio driver's own ``connect()`` returns.
 
@@ -13,17 +14,15 @@ whatever it opened is closed before the cancellation propagates.
 from __future__ import annotations
 
 import asyncio
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from clusterdb.core.description import Role
-from clusterdb.drivers.base import ConnectArgs, DriverAdapter, nothing
-from clusterdb.errors import InterfaceError
+from clusterdb.drivers.base import ConnectArgs, nothing
 
-__all__ = ["READ", "WRITE", "AsyncAdapter", "AsyncPending", "get_async_adapter", "wait_ready"]
+__all__ = ["READ", "WRITE", "AsyncAdapter", "AsyncPending", "wait_ready"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,42 +122,3 @@ async def wait_ready(
         if wait & WRITE:
             loop.remove_writer(fileno)
     return state
-
-
-_cache: dict[str, AsyncAdapter] = {}
-_lock = threading.Lock()
-
-
-def get_async_adapter(adapter: DriverAdapter) -> AsyncAdapter:
-    """The asyncio adapter for the clusters of ``adapter`` (imported on first use).
-
-    Raises :class:`~clusterdb.errors.InterfaceError` for a driver with no asyncio
-    counterpart (generic PEP 249 modules).
-    """
-    found = _cache.get(adapter.name)
-    if found is None:
-        with _lock:
-            found = _cache.get(adapter.name)
-            if found is None:
-                found = _cache[adapter.name] = _build(adapter.name)
-    return found
-
-
-def _build(name: str) -> AsyncAdapter:
-    if name not in ("psycopg", "pymysql"):
-        raise InterfaceError(
-            f"connect_async() serves clusters registered with driver 'psycopg' or 'pymysql', "
-            f"not {name!r}: use connect()"
-        )
-    try:
-        if name == "psycopg":
-            from clusterdb.drivers.psycopg_async import PsycopgAsyncAdapter
-
-            return PsycopgAsyncAdapter()
-        from clusterdb.drivers.mysql_async import AsyncmyAdapter
-
-        return AsyncmyAdapter()
-    except ImportError as exc:
-        raise InterfaceError(
-            f"connect_async() needs an asyncio driver ({exc}): pip install 'clusterdb[asyncio]'"
-        ) from None

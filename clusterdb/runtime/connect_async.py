@@ -16,7 +16,8 @@ from typing import Any
 
 from clusterdb.core.description import Role, WantedRole
 from clusterdb.core.roles import role_wins
-from clusterdb.drivers.asyncio_base import AsyncAdapter, AsyncPending, get_async_adapter
+from clusterdb.drivers import get_async_adapter
+from clusterdb.drivers.asyncio_base import AsyncAdapter, AsyncPending
 from clusterdb.runtime.cluster import Cluster
 from clusterdb.runtime.plan_connect import plan_connect
 from clusterdb.runtime.race_async import race_async
