@@ -20,6 +20,7 @@ from clusterdb.drivers import get_async_adapter
 from clusterdb.drivers.asyncio_base import AsyncAdapter, AsyncPending
 from clusterdb.runtime.cluster import Cluster
 from clusterdb.runtime.plan_connect import plan_connect
+from clusterdb.runtime.pooled import tag
 from clusterdb.runtime.race_async import race_async
 
 __all__ = ["connect_async"]
@@ -46,6 +47,7 @@ async def connect_async(cluster: Cluster, wanted: WantedRole, overrides: dict[st
                 done, role = await _settled_here(cluster, adapter, node, conn, wanted, detect)
                 if done:
                     cluster.record_returned(node, monotonic() - began, role)
+                    tag(conn, cluster.tags[node])  # for node_of(), fits(), report_error()
                     return conn
             begun = (conn, began)
         conn = await race_async(

@@ -40,6 +40,7 @@ from clusterdb.core.roles import role_fits, role_is_fallback, wrong_role
 from clusterdb.core.selection import Plan
 from clusterdb.drivers.asyncio_base import AsyncAdapter, AsyncPending
 from clusterdb.runtime.cluster import Cluster
+from clusterdb.runtime.pooled import tag
 
 __all__ = ["race_async"]
 
@@ -357,6 +358,7 @@ class _AsyncRace:
             cluster.record_success(node, latency, role, discarded=True)
             line = wrong_role(role, self.wanted)
             self._post((index, None, adapter.operational_error(line), line, False))
+            self._primary_missed()
             return
         # No await from here to the hand-over: the race cannot be settled meanwhile.
         fallback = role_is_fallback(self.wanted, role)
@@ -366,6 +368,7 @@ class _AsyncRace:
         # Recorded before the hand-over, so that stats read after connect_async() count it.
         cluster.record_success(node, latency, role, discarded=not handed)
         if handed:
+            tag(conn, cluster.tags[node])  # for node_of(), fits(), report_error()
             self._post((index, conn, None, "", fallback))
         else:
             await adapter.close(conn)
@@ -376,3 +379,10 @@ class _AsyncRace:
         self.cluster.record_failure(node, exc, line)
         error = safe_error(self.redactor, exc, line, self.adapter.operational_error)
         self._post((index, None, error, line, False))
+        self._primary_missed()
+
+    def _primary_missed(self) -> None:
+        """A primary attempt failed or found another role: have the monitor look for a
+        promoted primary now, as connect() does."""
+        if self.wanted == "primary":
+            self.cluster.request_check()
