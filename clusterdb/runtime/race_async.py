@@ -26,7 +26,6 @@ Rules that keep stats exact and leak nothing:
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import deque
 from collections.abc import Callable, Mapping
 from time import monotonic
@@ -49,9 +48,9 @@ __all__ = ["race_async"]
 _Result = tuple[int, Any, BaseException | None, str, bool]
 
 # Attempts still running, so that none is garbage-collected mid-flight (asyncio keeps only
-# weak references to tasks).
+# weak references to tasks). A forked child keeps the few that were running in the parent
+# (their loop does not run there): they are only references.
 _running: set[asyncio.Task[None]] = set()
-os.register_at_fork(after_in_child=_running.clear)  # the parent's loops do not run here
 
 # An attempt ends this long after the race's deadline: the race, not an attempt that ran
 # out of time at the same moment, ends a connect at its deadline, naming every silent node.
