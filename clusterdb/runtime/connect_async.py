@@ -28,12 +28,15 @@ __all__ = ["connect_async"]
 _NOT_CONNECTED = (Exception, AsyncPending)  # what start() gives when it has no connection yet
 
 
-async def connect_async(cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any]) -> Any:
+async def connect_async(
+    cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any], prefer: str | None = None
+) -> Any:
     """The asyncio driver's connection to the node that won; ``overrides`` go to the driver,
-    except ``connect_timeout``, the overall deadline."""
+    except ``connect_timeout``, the overall deadline; ``prefer``: a node to try first when it
+    fits (a pool moving a connection)."""
     adapter = get_async_adapter(cluster.adapter)
     plan, timeout, detect = plan_connect(
-        cluster, wanted, overrides, adapter.operational_error, adapter.role_is_free
+        cluster, wanted, overrides, adapter.operational_error, adapter.role_is_free, prefer
     )
     begun: tuple[Any, float] | None = None
     try:

@@ -1,12 +1,17 @@
-"""Helpers of the asyncio server tests: a loop-stall ticker, open sockets, asking a node."""
+"""Helpers of the asyncio server tests: a loop-stall ticker, open sockets, asking a node, writers
+on one event loop."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+from pools_support import Outcome, Workload
 
 from clusterdb.testing.cluster import Cluster
 
@@ -84,3 +89,50 @@ async def close(conn: Any) -> None:
         await conn.close()
     else:
         await conn.ensure_closed()
+
+
+class AsyncWorkload(Workload):
+    """:class:`Workload` with its writers as ``threads`` tasks of one event loop, run by one
+    thread: ``await op(task, seq)`` returns the node the operation ran on. ``setup`` runs on
+    that loop first and returns the ``op``; ``teardown`` (a coroutine function) after the tasks
+    stop (an asyncio engine lives on one loop)."""
+
+    def __init__(
+        self,
+        setup: Callable[[], Awaitable[Callable[[int, int], Awaitable[str]]]],
+        threads: int,
+        teardown: Callable[[], Awaitable[None]],
+    ) -> None:
+        super().__init__(op=lambda index, key: "", threads=threads)
+        self._setup = setup
+        self._teardown = teardown
+
+    def __enter__(self) -> AsyncWorkload:
+        thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+        self.running.append(thread)
+        thread.start()
+        return self
+
+    async def _main(self) -> None:
+        op = await self._setup()
+        try:
+            await asyncio.gather(*(self._writer(op, index) for index in range(self.threads)))
+        finally:
+            await self._teardown()
+
+    async def _writer(self, op: Callable[[int, int], Awaitable[str]], index: int) -> None:
+        seq = 0
+        while not self.stopping.is_set():
+            seq += 1
+            key = index * 1_000_000 + seq
+            try:
+                node = await op(index, key)
+            except Exception as exc:
+                with self.lock:
+                    self.outcomes.append(Outcome(time.monotonic(), False, None, repr(exc)[:300]))
+                await asyncio.sleep(self.pause_after_error)
+                continue
+            with self.lock:
+                self.outcomes.append(Outcome(time.monotonic(), True, node))
+                self.acked.append(key)
+            await asyncio.sleep(self.pause)

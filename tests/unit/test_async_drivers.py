@@ -68,3 +68,19 @@ def test_each_driver_has_its_asyncio_counterpart() -> None:
     assert isinstance(get_async_adapter(PyMySQLAdapter()), AsyncmyAdapter)
     with pytest.raises(InterfaceError, match="'psycopg' or 'pymysql'"):
         get_async_adapter(GenericAdapter(__import__("sqlite3")))
+
+
+def test_create_async_engine_refuses_a_creator_a_bad_role_and_a_driver_without_dialect() -> None:
+    import clusterdb
+    import clusterdb.sqlalchemy
+
+    clusterdb.register("lite-async", "sqlite3", [":memory:"], monitor=False)
+    try:
+        with pytest.raises(ConfigError, match="async_creator"):
+            clusterdb.sqlalchemy.create_async_engine("lite-async", async_creator=lambda: None)
+        with pytest.raises(ConfigError, match="role"):
+            clusterdb.sqlalchemy.create_async_engine("lite-async", role="leader")  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match="no SQLAlchemy dialect known for driver 'sqlite3'"):
+            clusterdb.sqlalchemy.create_async_engine("lite-async")
+    finally:
+        clusterdb.unregister("lite-async")
