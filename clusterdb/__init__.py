@@ -12,7 +12,8 @@
 
 ``connect()`` races the nodes while nothing is known about them, then tries the best node
 first and hedges to the next when it is slow to answer; one overall deadline
-(``connect_timeout``) bounds it.
+(``connect_timeout``) bounds it. ``await connect_async()`` does the same on the caller's
+event loop and returns the asyncio driver's connection.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ __all__ = [
     "close",
     "clusters",
     "connect",
+    "connect_async",
     "drain",
     "fits",
     "load_config",
@@ -121,6 +123,21 @@ def connect(name: str, *, role: WantedRole = "any", **overrides: Any) -> Any:
     fits ``role``.
     """
     return connect_cluster(process.get(name), role, overrides)
+
+
+async def connect_async(name: str, *, role: WantedRole = "any", **overrides: Any) -> Any:
+    """:func:`connect` on the running event loop: attempts are tasks, hedge delays are loop
+    timers, and the loop is never blocked. Returns the asyncio driver's own connection:
+    ``psycopg.AsyncConnection`` for psycopg clusters, an asyncmy connection for PyMySQL ones
+    (one registration serves both functions, and they share the nodes' state and stats).
+
+    Same arguments and errors as :func:`connect` (bound to the asyncio driver's
+    ``OperationalError``). Cancelling it (``asyncio.wait_for``...) cancels its attempts and
+    closes whatever they opened.
+    """
+    from clusterdb.runtime.connect_async import connect_async as connect_on_loop
+
+    return await connect_on_loop(process.get(name), role, overrides)
 
 
 def close(timeout: float = 1.0) -> bool:

@@ -16,6 +16,11 @@ cluster name; its ``kwargs`` and ``connect_timeout`` reach clusterdb.connect()),
 
 Its cursors (and ``commit()``) report errors to clusterdb (:func:`clusterdb.report_error`): a
 read-only error or a lost connection makes clusterdb re-read every node's role at once.
+
+:class:`AsyncConnection` fills an asyncio pool the same way (through clusterdb.connect_async())::
+
+    from psycopg_pool import AsyncConnectionPool
+    apool = AsyncConnectionPool("main", connection_class=clusterdb.psycopg.AsyncConnection)
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ from psycopg.rows import Row, RowFactory, TupleRow, tuple_row
 from clusterdb.core.description import WantedRole
 from clusterdb.runtime import pooled, process
 from clusterdb.runtime.connect import connect as connect_cluster
+from clusterdb.runtime.connect_async import connect_async
 
 __all__ = [
     "BINARY",
@@ -61,6 +67,7 @@ __all__ = [
     "NUMBER",
     "ROWID",
     "STRING",
+    "AsyncConnection",
     "Binary",
     "Connection",
     "Cursor",
@@ -170,6 +177,25 @@ def check(conn: psycopg.Connection[Any]) -> None:
         ref = pooled.node_of(conn)
         conn.close()
         raise OperationalError(f"clusterdb: {ref} no longer fits role {role}")
+
+
+class AsyncConnection(psycopg.AsyncConnection[TupleRow]):
+    """A psycopg ``AsyncConnection`` whose ``connect()`` takes a cluster name instead of a
+    conninfo, and connects through :func:`clusterdb.connect_async`.
+
+    For APIs that build connections themselves from a class, such as the
+    ``connection_class`` of psycopg_pool's ``AsyncConnectionPool``. The object returned is
+    an instance of this class (or of a subclass it is called on).
+    """
+
+    @classmethod
+    async def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
+        """Connect to cluster ``conninfo``; ``kwargs`` as for :func:`clusterdb.connect_async`."""
+        role = kwargs.pop("role", "any")
+        kwargs["connection_class"] = cls
+        cluster = process.get_for_driver(conninfo, "psycopg", __name__)
+        conn: Self = await connect_async(cluster, role, kwargs)
+        return conn
 
 
 def _connect(name: str, role: WantedRole, overrides: dict[str, Any]) -> Any:

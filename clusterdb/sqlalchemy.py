@@ -22,6 +22,10 @@ clusterdb is wired into the pool's events:
 
 A connection in use or in a transaction is never closed by clusterdb: checkin comes after the
 pool's reset, checkout before the application has the connection.
+
+:func:`create_async_engine` does the same for SQLAlchemy's asyncio engine (2.0.16+: its
+``async_creator`` is :func:`clusterdb.connect_async`): ``postgresql+psycopg`` or
+``mysql+asyncmy``, the same listeners on its pool (``engine.sync_engine``).
 """
 
 from __future__ import annotations
@@ -44,9 +48,31 @@ from clusterdb.errors import ConfigError
 from clusterdb.runtime import pooled, process
 from clusterdb.runtime.connect import connect as connect_cluster
 
-__all__ = ["PoolWatch", "create_engine", "follow", "watch_of"]
+__all__ = ["PoolWatch", "create_async_engine", "create_engine", "follow", "watch_of"]
 
 _URLS = {"psycopg": "postgresql+psycopg://", "pymysql": "mysql+pymysql://", "sqlite3": "sqlite://"}
+_ASYNC_URLS = {"psycopg": "postgresql+psycopg://", "pymysql": "mysql+asyncmy://"}
+
+
+def _dialect(
+    cluster: str, role: WantedRole, engine_kwargs: dict[str, Any], urls: dict[str, str], make: str
+) -> tuple[str, str]:
+    """The cluster's driver and its dialect's URL in ``urls``; ``make``: the keyword of the
+    engine function that clusterdb provides. Raises ConfigError for a bad role, that keyword
+    given, or a driver without a dialect here."""
+    if role not in WANTED_ROLES:
+        raise ConfigError(f"role must be one of {', '.join(WANTED_ROLES)}, not {role!r}", "role")
+    if make in engine_kwargs:
+        raise ConfigError(f"clusterdb makes the connections: no {make}=", make)
+    driver = process.get(cluster).adapter.name
+    url = urls.get(driver)
+    if url is None:
+        raise ConfigError(
+            f"no SQLAlchemy dialect known for driver {driver!r}: use sqlalchemy's own engine "
+            f"with {make}= and clusterdb.sqlalchemy.follow(engine)",
+            "driver",
+        )
+    return driver, url
 
 
 def create_engine(cluster: str, role: WantedRole = "any", **engine_kwargs: Any) -> Engine:
@@ -56,19 +82,7 @@ def create_engine(cluster: str, role: WantedRole = "any", **engine_kwargs: Any) 
     except ``creator``, which clusterdb provides. Raises :class:`~clusterdb.ConfigError` for a
     driver without a SQLAlchemy dialect here, or a bad role.
     """
-    if role not in WANTED_ROLES:
-        raise ConfigError(f"role must be one of {', '.join(WANTED_ROLES)}, not {role!r}", "role")
-    if "creator" in engine_kwargs:
-        raise ConfigError("clusterdb makes the connections: no creator=", "creator")
-    driver = process.get(cluster).adapter.name
-    url = _URLS.get(driver)
-    if url is None:
-        raise ConfigError(
-            f"no SQLAlchemy dialect known for driver {driver!r}: use sqlalchemy.create_engine("
-            f"url, creator=lambda: clusterdb.connect({cluster!r})) and "
-            f"clusterdb.sqlalchemy.follow(engine)",
-            "driver",
-        )
+    driver, url = _dialect(cluster, role, engine_kwargs, _URLS, "creator")
     if driver == "sqlite3":  # its default pool for "sqlite://" keeps one connection a thread
         engine_kwargs.setdefault("poolclass", QueuePool)
 
@@ -79,6 +93,27 @@ def create_engine(cluster: str, role: WantedRole = "any", **engine_kwargs: Any) 
 
     engine = sqlalchemy.create_engine(url, creator=creator, **engine_kwargs)
     follow(engine, role, watch)
+    return engine
+
+
+def create_async_engine(cluster: str, role: WantedRole = "any", **engine_kwargs: Any) -> Any:
+    """A SQLAlchemy :class:`~sqlalchemy.ext.asyncio.AsyncEngine` over cluster ``cluster`` for
+    ``role``: its connections come from :func:`clusterdb.connect_async` (psycopg's
+    ``AsyncConnection``, or asyncmy for a PyMySQL cluster), and its pool is followed as
+    :func:`create_engine`'s is. ``engine_kwargs`` go to SQLAlchemy's ``create_async_engine``,
+    except ``async_creator``. Raises :class:`~clusterdb.ConfigError` as :func:`create_engine`."""
+    from sqlalchemy.ext.asyncio import create_async_engine as sqlalchemy_async_engine
+
+    from clusterdb.runtime.connect_async import connect_async
+
+    _, url = _dialect(cluster, role, engine_kwargs, _ASYNC_URLS, "async_creator")
+    watch = PoolWatch(role)
+
+    async def creator() -> Any:
+        return await connect_async(process.get(cluster), role, {}, watch.take_destination())
+
+    engine = sqlalchemy_async_engine(url, async_creator=creator, **engine_kwargs)
+    follow(engine.sync_engine, role, watch)
     return engine
 
 

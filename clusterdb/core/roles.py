@@ -7,19 +7,22 @@ primary): a node of unknown role may still turn out better, so the race holds it
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import get_args
 
-from clusterdb.core.description import NodeDescription, Role, WantedRole
+from clusterdb.core.description import ClusterDescription, NodeDescription, Role, WantedRole
 
 __all__ = [
     "TIERS",
     "WANTED_ROLES",
+    "read_always",
     "role_fits",
     "role_is_fallback",
     "role_wins",
+    "roles_to_read",
     "unfit_reason",
+    "wrong_role",
 ]
 
 WANTED_ROLES: tuple[WantedRole, ...] = get_args(WantedRole)
@@ -64,6 +67,27 @@ def role_is_fallback(wanted: WantedRole, role: Role | None) -> bool:
 def role_wins(wanted: WantedRole, role: Role | None) -> bool:
     """Whether ``role`` fits ``wanted`` and is no fallback: a connection to it wins outright."""
     return role in _WINS[wanted]
+
+
+def wrong_role(role: Role | None, wanted: WantedRole) -> str:
+    """The error line of a node whose connection has a role that does not fit ``wanted``."""
+    return f"is a {role}, wanted {wanted}"
+
+
+def read_always(node: str) -> bool:
+    """The role is read on every new connection."""
+    return True
+
+
+def roles_to_read(
+    wanted: WantedRole, role_is_free: bool, desc: ClusterDescription
+) -> Callable[[str], bool]:
+    """``read(node)``: whether to read the role on a new connection to ``node``: always when
+    the role decides (``wanted`` is not ``any``) or costs no round trip, else only on nodes
+    whose role ``desc`` does not know (learnt once; the monitor keeps it fresh)."""
+    if role_is_free or wanted != "any":
+        return read_always
+    return desc.unknown_roles.__contains__
 
 
 def unfit_reason(node: NodeDescription, wanted: WantedRole, max_lag: float | None) -> str | None:

@@ -1,4 +1,5 @@
-"""Driver adapters: ``get_adapter("psycopg" | "pymysql" | module)``.
+"""Driver adapters: ``get_adapter("psycopg" | "pymysql" | module)``, and the asyncio adapter
+serving the same clusters: ``get_async_adapter(adapter)``.
 
 Drivers are imported only when a cluster uses them, so ``import clusterdb`` pulls in neither
 psycopg nor PyMySQL.
@@ -8,11 +9,15 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from clusterdb.drivers.base import ConnectArgs, DriverAdapter
-from clusterdb.errors import ConfigError
+from clusterdb.errors import ConfigError, InterfaceError
 
-__all__ = ["ConnectArgs", "DriverAdapter", "get_adapter"]
+if TYPE_CHECKING:  # asyncio is imported by the first connect_async() only
+    from clusterdb.drivers.asyncio_base import AsyncAdapter
+
+__all__ = ["ConnectArgs", "DriverAdapter", "get_adapter", "get_async_adapter"]
 
 _KNOWN = {"psycopg": "psycopg", "pymysql": "pymysql"}
 # clusterdb's own DB-API modules name the driver they wrap.
@@ -65,3 +70,36 @@ def _build(name: str, module: ModuleType | None) -> DriverAdapter:
                 "driver",
             ) from None
     return GenericAdapter(module)
+
+
+_async_cache: dict[str, AsyncAdapter] = {}
+
+
+def get_async_adapter(adapter: DriverAdapter) -> AsyncAdapter:
+    """The asyncio adapter for the clusters of ``adapter`` (imported on first use): psycopg's
+    own ``AsyncConnection`` for psycopg, asyncmy for PyMySQL. Raises
+    :class:`~clusterdb.errors.InterfaceError` for a driver with no asyncio counterpart."""
+    found = _async_cache.get(adapter.name)
+    if found is None:
+        found = _async_cache.setdefault(adapter.name, _build_async(adapter.name))
+    return found
+
+
+def _build_async(name: str) -> AsyncAdapter:
+    if name not in ("psycopg", "pymysql"):
+        raise InterfaceError(
+            f"connect_async() serves clusters registered with driver 'psycopg' or 'pymysql', "
+            f"not {name!r}: use connect()"
+        )
+    try:
+        if name == "psycopg":
+            from clusterdb.drivers.psycopg_async import PsycopgAsyncAdapter
+
+            return PsycopgAsyncAdapter()
+        from clusterdb.drivers.mysql_async import AsyncmyAdapter
+
+        return AsyncmyAdapter()
+    except ImportError as exc:
+        raise InterfaceError(
+            f"connect_async() needs an asyncio driver ({exc}): pip install 'clusterdb[asyncio]'"
+        ) from None

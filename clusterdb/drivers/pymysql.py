@@ -22,7 +22,7 @@ import os
 import select
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pymysql
@@ -46,7 +46,7 @@ from clusterdb.errors import ConfigError
 if TYPE_CHECKING:
     from clusterdb.config import NodeEntry
 
-__all__ = ["PyMySQLAdapter"]
+__all__ = ["IN_TRANSACTION", "ROLE_SQL", "PyMySQLAdapter", "role_of"]
 
 _ACCEPTED = frozenset(inspect.signature(pymysql.connections.Connection.__init__).parameters) - {
     "self"
@@ -76,7 +76,17 @@ _CONVERT: dict[str, Callable[[str], Any]] = {
     "binary_prefix": _flag,
 }
 
-_IN_TRANSACTION = SERVER_STATUS.SERVER_STATUS_IN_TRANS
+IN_TRANSACTION = SERVER_STATUS.SERVER_STATUS_IN_TRANS
+ROLE_SQL = "SELECT @@read_only"
+"""The role query of a MySQL/MariaDB connection (see :func:`role_of`)."""
+
+
+def role_of(row: Sequence[Any] | None) -> Role | None:
+    """The role a row of :data:`ROLE_SQL` tells: read-only servers are replicas."""
+    if row is None:
+        return None
+    return "replica" if int(row[0]) else "primary"
+
 
 log = logging.getLogger("clusterdb")
 
@@ -319,15 +329,13 @@ class PyMySQLAdapter(DriverAdapter):
         # A plain cursor whatever the caller's cursorclass (a DictCursor would return a dict).
         cursor = pymysql.cursors.Cursor(conn)
         try:
-            cursor.execute("SELECT @@read_only")
+            cursor.execute(ROLE_SQL)
             row = cursor.fetchone()
         finally:
             cursor.close()
-        if conn.server_status & _IN_TRANSACTION:
+        if conn.server_status & IN_TRANSACTION:
             conn.rollback()  # give the caller the connection as PyMySQL would: no transaction
-        if row is None:
-            return None
-        return "replica" if int(row[0]) else "primary"
+        return role_of(row)
 
     def probe(self, conn: Any) -> ProbeResult:
         """Role from ``@@read_only`` and replica status, lag from ``SHOW SLAVE STATUS``.
@@ -344,7 +352,7 @@ class PyMySQLAdapter(DriverAdapter):
         """
         cursor = pymysql.cursors.Cursor(conn)
         try:
-            cursor.execute("SELECT @@read_only")
+            cursor.execute(ROLE_SQL)
             row = cursor.fetchone()
             read_only = bool(row and int(row[0]))
             try:

@@ -7,6 +7,9 @@ in a transaction the session itself declared ``READ ONLY`` (1792) is the session
 node's. Lost: the client's "server has gone away" and "lost connection" errors, the server's
 shutdown and killed-connection errors, and PyMySQL's ``InterfaceError(0, '')`` on a connection
 whose socket is gone.
+
+asyncmy (the asyncio driver of PyMySQL clusters) raises errors of its own classes with the same
+arguments: they are read the same way.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ _LOST = frozenset(
 
 def classify(exc: BaseException, conn: Any = None) -> ErrorKind | None:
     """``read_only``, ``lost`` or None for a PyMySQL error (see the module's docstring)."""
-    if not isinstance(exc, pymysql.err.Error):
+    if not isinstance(exc, pymysql.err.Error) and type(exc).__module__ != "asyncmy.errors":
         return None
     args = exc.args
     code = args[0] if args and isinstance(args[0], int) else None
@@ -48,6 +51,6 @@ def classify(exc: BaseException, conn: Any = None) -> ErrorKind | None:
         return "read_only" if "read-only" in message or "read_only" in message else None
     if code in _LOST:
         return "lost"
-    if isinstance(exc, pymysql.err.InterfaceError) and code == 0:
+    if type(exc).__name__ == "InterfaceError" and code == 0:
         return "lost"
     return None

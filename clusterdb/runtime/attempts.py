@@ -16,8 +16,9 @@ from time import monotonic
 from typing import Any, Literal, NamedTuple
 
 from clusterdb.core.description import Role, WantedRole
+from clusterdb.core.failures import safe_error
 from clusterdb.core.redact import Redactor
-from clusterdb.core.roles import role_fits, role_is_fallback
+from clusterdb.core.roles import role_fits, role_is_fallback, wrong_role
 from clusterdb.runtime import process
 from clusterdb.runtime.cluster import Cluster
 from clusterdb.runtime.pooled import tag
@@ -133,7 +134,7 @@ class Attempts:
         if not role_fits(self.wanted, role):
             adapter.close_quietly(conn)
             self.cluster.record_success(node, latency, role, discarded=True)
-            line = f"is a {role}, wanted {self.wanted}"
+            line = wrong_role(role, self.wanted)
             self.results.put(Result(index, None, adapter.operational_error(line), line, False))
             self._primary_missed()
             return
@@ -169,7 +170,8 @@ class Attempts:
     def failed(self, index: int, node: str, exc: BaseException) -> None:
         line = self.redactor.one_line(exc)
         self.cluster.record_failure(node, exc, line)
-        self.results.put(Result(index, None, self._safe(exc, line), line, False))
+        error = safe_error(self.redactor, exc, line, self.cluster.adapter.operational_error)
+        self.results.put(Result(index, None, error, line, False))
         self._primary_missed()
 
     def _primary_missed(self) -> None:
@@ -177,13 +179,3 @@ class Attempts:
         not at the next heartbeat (issue 13)."""
         if self.wanted == "primary":
             self.cluster.request_check()
-
-    def _safe(self, exc: BaseException, line: str) -> BaseException:
-        """``exc``, or a stand-in carrying only ``line`` when its text holds a secret."""
-        try:
-            text = f"{exc}\n{exc!r}"
-        except Exception:
-            text = ""
-        if text and self.redactor.scrub(text) == text:
-            return exc
-        return self.cluster.adapter.operational_error(line)

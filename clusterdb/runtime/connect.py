@@ -12,19 +12,17 @@ hostname run on a worker from the start (a resolver lookup cannot be paused).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from time import monotonic
 from typing import Any
 
 from clusterdb.core.description import Role, WantedRole
-from clusterdb.core.roles import WANTED_ROLES, role_wins
+from clusterdb.core.roles import role_wins
 from clusterdb.drivers.base import Pending
-from clusterdb.errors import ConfigError, NoSuitableNode, bind_to_driver
-from clusterdb.runtime import process
 from clusterdb.runtime.cluster import Cluster
+from clusterdb.runtime.plan_connect import plan_connect
 from clusterdb.runtime.pooled import tag
-from clusterdb.runtime.race import Begun, always, race
+from clusterdb.runtime.race import Begun, race
 
 __all__ = ["begin_here", "connect"]
 
@@ -37,26 +35,10 @@ def connect(
     """One clusterdb.connect(): plan, race, count the outcome. ``overrides`` go to the driver,
     except ``connect_timeout``, the overall deadline; ``prefer``: a node to try first when
     it fits (a pool moving a connection)."""
-    if wanted not in WANTED_ROLES:
-        raise ConfigError(f"role must be one of {', '.join(WANTED_ROLES)}, not {wanted!r}", "role")
-    if "connect_timeout" in overrides:
-        timeout = _deadline(overrides.pop("connect_timeout"))
-    else:
-        timeout = cluster.options.connect_timeout  # checked when the cluster was configured
     adapter = cluster.adapter
-    cluster.watch(process.monitor())
-    chosen, desc = cluster.begin(wanted, prefer)
-    if not chosen.nodes:
-        cluster.record_outcome(False)
-        if wanted == "primary":  # no primary known: look for a promoted one (issue 13)
-            cluster.request_check()
-        error = bind_to_driver(NoSuitableNode, adapter.operational_error)
-        raise error(cluster.name, wanted, chosen.rejected)
-    if adapter.role_is_free or wanted != "any":
-        detect: Callable[[str], bool] = always
-    else:
-        # Learn each node's role once; the monitor keeps it fresh.
-        detect = desc.unknown_roles.__contains__
+    chosen, timeout, detect = plan_connect(
+        cluster, wanted, overrides, adapter.operational_error, adapter.role_is_free, prefer
+    )
     begun: Begun | None = None
     try:
         if adapter.starts_inline and not chosen.race:
@@ -136,11 +118,3 @@ def begin_here(
     except BaseException:
         cluster.attempt_abandoned(node)
         raise
-
-
-def _deadline(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"must be a number of seconds, not {value!r}", "connect_timeout")
-    if not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"must be > 0 seconds, not {value!r}", "connect_timeout")
-    return float(value)

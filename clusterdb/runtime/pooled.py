@@ -134,10 +134,16 @@ def tag(conn: Any, node_tag: NodeTag) -> None:
 
 
 def tag_of(conn: Any) -> NodeTag | None:
-    """The tag connect() put on ``conn``, or None."""
-    found = getattr(conn, ATTRIBUTE, None)
-    if found is not None or not _weak_tags:
+    """The tag connect() or connect_async() put on ``conn`` (or on the asyncio driver's
+    connection that SQLAlchemy's adapter ``conn`` wraps), or None."""
+    found: NodeTag | None = getattr(conn, ATTRIBUTE, None)
+    if found is not None:
         return found
+    inner = getattr(conn, "driver_connection", None)  # sqlalchemy.engine.AdaptedConnection
+    if inner is not None and inner is not conn:
+        return tag_of(inner)
+    if not _weak_tags:
+        return None
     try:
         return _weak_tags.get(conn)
     except TypeError:

@@ -13,23 +13,23 @@ while attempts already running may still bring a better node; no further node st
 
 from __future__ import annotations
 
-import math
 import queue
 from collections.abc import Callable
-from enum import Enum, auto
 from functools import partial
 from time import monotonic
 from typing import Any, NamedTuple
 
 from clusterdb.core.description import WantedRole
+from clusterdb.core.failures import all_failed
+from clusterdb.core.race_course import RaceCourse, Step
 from clusterdb.core.redact import Redactor
+from clusterdb.core.roles import read_always
 from clusterdb.core.selection import Plan
 from clusterdb.drivers.base import Pending
-from clusterdb.errors import AllNodesFailed, bind_to_driver
 from clusterdb.runtime.attempts import Attempts, Result
 from clusterdb.runtime.cluster import Cluster
 
-__all__ = ["Attempt", "Begun", "always", "race"]
+__all__ = ["Attempt", "Begun", "race"]
 
 Attempt = Callable[[str, float], Any]
 """``attempt(node, timeout)``: open a connection to ``node`` within ``timeout`` seconds."""
@@ -42,20 +42,6 @@ class Begun(NamedTuple):
     at: float  # when it began (time.monotonic()); the deadline runs from then
 
 
-class _Step(Enum):
-    WAIT = auto()  # for the next result or timer
-    NEXT = auto()  # start the next node of the plan
-    FALLBACK = auto()  # use the connection held aside
-    GIVE_UP = auto()
-
-
-_NEVER = math.inf
-
-
-def always(node: str) -> bool:
-    return True
-
-
 def race(
     cluster: Cluster,
     plan: Plan,
@@ -63,7 +49,7 @@ def race(
     *,
     timeout: float,
     wanted: WantedRole = "any",
-    detect: Callable[[str], bool] = always,
+    detect: Callable[[str], bool] = read_always,
     redactor: Redactor | None = None,
     begun: Begun | None = None,
 ) -> Any:
@@ -83,19 +69,11 @@ class _Race:
     __slots__ = (
         "attempt",
         "attempts",
+        "began",
         "cluster",
-        "deadline",
-        "delays",
-        "errors",
+        "course",
         "fallback",
-        "fallback_at",
-        "fallback_wait",
-        "last_start",
-        "next_hedge",
-        "nodes",
-        "outstanding",
         "results",
-        "started",
         "timeout",
     )
 
@@ -112,20 +90,13 @@ class _Race:
         self.cluster = cluster
         self.attempt = attempt
         self.timeout = timeout
-        self.deadline = began + timeout
-        self.attempts = Attempts(cluster, self.deadline, wanted, detect, redactor)
+        self.began = began
+        self.attempts = Attempts(cluster, began + timeout, wanted, detect, redactor)
         self.results = self.attempts.results
-        self.nodes: tuple[str, ...] = ()
-        self.delays: tuple[float, ...] = ()
-        self.started = 0  # nodes started, in plan order
-        self.outstanding = 0  # attempts started whose result has not arrived
-        self.last_start = began
-        self.next_hedge = _NEVER
-        self.errors: dict[str, tuple[BaseException, str]] = {}
-        # (plan index, connection) of a fallback held aside, until fallback_at at the latest.
+        # The race's decisions (core.race_course, shared with the asyncio race): made by _open.
+        self.course: RaceCourse
+        # (plan index, connection) of the fallback the course holds aside.
         self.fallback: tuple[int, Any] | None = None
-        self.fallback_at = _NEVER
-        self.fallback_wait = cluster.options.hedge.max_delay
 
     def run(self, plan: Plan, begun: Begun | None) -> Any:
         try:
@@ -136,10 +107,10 @@ class _Race:
 
     def _run(self, plan: Plan, begun: Begun | None) -> Any:
         self._open(plan, begun)
+        course = self.course
         while True:
-            wake = min(self.deadline, self.next_hedge, self.fallback_at)
             try:
-                result = self.results.get(timeout=max(0.0, wake - monotonic()))
+                result = self.results.get(timeout=max(0.0, course.wake_at() - monotonic()))
             except queue.Empty:
                 step = self._on_timer(monotonic())
             else:
@@ -147,25 +118,23 @@ class _Race:
                     self._drop_fallback()
                     return result.conn
                 step = self._on_result(result)
-            if step is _Step.NEXT:
+            if step in ("start", "hedge"):
                 self._start_next()
-            elif step is _Step.FALLBACK:
+            elif step == "fallback":
                 return self._take_fallback()
-            elif step is _Step.GIVE_UP:
+            elif step == "give_up":
                 return self._give_up()
 
     def _open(self, plan: Plan, begun: Begun | None) -> None:
         """Start the plan's first node (every node of a race), or carry on with ``begun``."""
-        self.nodes, self.delays = plan.nodes, plan.hedge_delays
-        self.started = self.outstanding = len(self.nodes) if plan.race else 1
+        fallback_wait = self.cluster.options.hedge.max_delay
+        self.course = course = RaceCourse(plan, self.began, self.timeout, fallback_wait)
         if begun is not None:
-            self._carry_on(self.nodes[0], begun)
+            self._carry_on(course.nodes[0], begun)
         else:
-            for index, node in enumerate(self.nodes[: self.started]):
+            for index in course.opening:
+                node = course.nodes[index]
                 self.attempts.launch(index, node, partial(self.attempt, node))
-            self.last_start = monotonic()
-        if self.started < len(self.nodes):
-            self.next_hedge = self.last_start + self.delays[0]
 
     def _carry_on(self, node: str, begun: Begun) -> None:
         """The first attempt began in the calling thread: its outcome goes to the results
@@ -178,62 +147,41 @@ class _Race:
         else:
             self.attempts.connected(0, node, outcome, begun.at, here=True)
 
-    def _on_timer(self, now: float) -> _Step:
-        if self.fallback is not None and now >= min(self.fallback_at, self.deadline):
-            return _Step.FALLBACK  # no better node answered in time
-        if now >= self.deadline:
-            return _Step.GIVE_UP
-        if now < self.next_hedge:
-            return _Step.WAIT
-        self.cluster.record_hedge(self.nodes[self.started - 1], now - self.last_start)
-        return _Step.NEXT
+    def _on_timer(self, now: float) -> Step:
+        step = self.course.timer(now)
+        if step == "hedge":  # rank the silent node down now, not at its timeout
+            self.cluster.record_hedge(*self.course.silent(now))
+        return step
 
-    def _on_result(self, result: Result) -> _Step:
+    def _on_result(self, result: Result) -> Step:
         """A failure, or a fallback; a winner never gets here."""
-        self.outstanding -= 1
-        if result.fallback:
-            self._hold(result.position, result.conn)
-        else:
+        if not result.fallback:
             assert result.error is not None
-            self.errors[self.nodes[result.position]] = (result.error, result.line)
-        if self.fallback is not None:
-            # With nothing running, nothing can bring a better node.
-            return _Step.FALLBACK if self.outstanding == 0 else _Step.WAIT
-        if self.started == len(self.nodes):
-            return _Step.GIVE_UP if self.outstanding == 0 else _Step.WAIT
-        return _Step.NEXT  # an attempt failed: the next node starts at once
+            return self.course.failed(result.position, result.error, result.line)
+        held, step = self.course.offered(result.position, monotonic())
+        if held:
+            self.fallback = (result.position, result.conn)
+        else:
+            self._discard(result.position, result.conn)  # one in hand is enough
+        return step
 
     def _start_next(self) -> None:
-        index = self.started
-        node = self.nodes[index]
+        index = self.course.start_next(monotonic())
+        node = self.course.nodes[index]
         self.cluster.attempt_started(node)
         self.attempts.launch(index, node, partial(self.attempt, node))
-        self.started += 1
-        self.outstanding += 1
-        self.last_start = monotonic()
-        if self.started < len(self.nodes):
-            self.next_hedge = self.last_start + self.delays[index]
-        else:
-            self.next_hedge = _NEVER
 
     def _give_up(self) -> Any:
         if not self.attempts.abandon():
             # An attempt won just now: its connection is on its way (it is recording stats).
             return self._winner()
-        tried, errors = self.nodes[: self.started], self.errors
         for failure in self._drain():  # failures that arrived since the deadline passed
             assert failure.error is not None
-            errors.setdefault(tried[failure.position], (failure.error, failure.line))
-        silent = f"no answer within {self.timeout:g} s (connect_timeout)"
-        adapter = self.cluster.adapter
-        ordered: dict[str, BaseException] = {}
-        lines: dict[str, str] = {}
-        for node in tried:
-            exc, line = errors.get(node) or (adapter.operational_error(silent), silent)
-            ordered[node], lines[node] = exc, line
-        error_cls = bind_to_driver(AllNodesFailed, adapter.operational_error)
-        last = next((errors[n][0] for n in reversed(tried) if n in errors), None)
-        raise error_cls(self.cluster.name, ordered, lines) from last
+            self.course.late_failure(failure.position, failure.error, failure.line)
+        report, last = self.course.report()
+        raise all_failed(
+            self.cluster.name, report, self.cluster.adapter.operational_error
+        ) from last
 
     def _winner(self) -> Any:
         """The connection of the attempt that claimed the race (on its way in the queue);
@@ -269,14 +217,6 @@ class _Race:
 
     # -- fallbacks --
 
-    def _hold(self, index: int, conn: Any) -> None:
-        if self.fallback is None:
-            self.fallback = (index, conn)
-            self.fallback_at = monotonic() + self.fallback_wait
-            self.next_hedge = _NEVER  # only attempts already running can beat it
-        else:
-            self._discard(index, conn)  # one in hand is enough
-
     def _take_fallback(self) -> Any:
         """Use the fallback held aside: claim the race for it, unless a better node just did."""
         assert self.fallback is not None
@@ -297,4 +237,4 @@ class _Race:
     def _discard(self, index: int, conn: Any) -> None:
         """Close a fallback that will not be used, and count it as discarded."""
         self.cluster.adapter.close_quietly(conn)
-        self.cluster.record_discarded(self.nodes[index])
+        self.cluster.record_discarded(self.course.nodes[index])

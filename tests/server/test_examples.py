@@ -70,6 +70,7 @@ def test_every_example_is_tested() -> None:
         "psycopg_pool_fed.py",
         "django_app.py",
         "read_write_split.py",
+        "asyncio_service.py",
     }
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
@@ -104,6 +105,15 @@ def test_psycopg_pool_fed(pg_cluster: Any, tmp_path: Path) -> None:
     assert match is not None, out
     assert int(match[1]) >= 2
     assert match[1] == match[2]
+
+
+def test_asyncio_service(pg_cluster: Any, tmp_path: Path) -> None:
+    out = run_example("asyncio_service.py", example_env(pg_cluster, tmp_path))
+    assert "service: 20 requests answered, every write on the primary" in out
+    assert "service: reads from a replica" in out
+    match = re.search(r"service: clusterdb connects (\d+), failures (\d+)", out)
+    assert match is not None, out
+    assert int(match[1]) >= 22 and match[2] == "0"  # 20 reads and at least 2 pooled
 
 
 def test_read_write_split(pg_cluster: Any, tmp_path: Path) -> None:

@@ -19,7 +19,12 @@ PACKAGE = Path(clusterdb.__file__).parent
 
 
 def ours() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("clusterdb-")]
+    """The library's threads (a test harness's proxies, kept by session fixtures, are not)."""
+    return [
+        t.name
+        for t in threading.enumerate()
+        if t.name.startswith("clusterdb-") and not t.name.startswith("clusterdb-testing")
+    ]
 
 
 @pytest.fixture

@@ -1,0 +1,234 @@
+"""asyncmy connections for the clusters of the PyMySQL driver (MySQL, MariaDB).
+
+asyncmy takes PyMySQL's connect keywords but a few: ``passwd`` and ``db`` are its
+``password`` and ``database``, a PyMySQL cursor class becomes asyncmy's class of the same
+name, ``write_timeout`` has nothing to bound (asyncio writes never block the caller) and is
+dropped, and PyMySQL's ``ssl_*`` keywords become the SSL context PyMySQL itself would build.
+Unlike PyMySQL, asyncmy has no "preferred" TLS mode: TLS is used when the registration asks
+for it (``ssl`` or ``ssl_*``), not merely because the server offers it. Keywords with no
+asyncmy counterpart (``bind_address``, ``compress``...) are refused by the first
+connect_async(), naming them.
+
+Why asyncmy rather than aiomysql: ``Connection(...).connect()`` is public (clusterdb keeps the
+connection object and closes it on any failure or cancellation; aiomysql's is private
+``_connect()``, whose own clean-up catches ``Exception`` only and leaves a cancelled connect's
+socket to the garbage collector), it takes PyMySQL's ``database`` and ``read_timeout``, and its
+queries are faster; see the README.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pymysql
+from asyncmy import cursors
+from asyncmy.connection import Connection
+from asyncmy.errors import OperationalError
+from pymysql.constants import CR
+
+from clusterdb.core.description import Role
+from clusterdb.drivers.asyncio_base import READ, AsyncAdapter, AsyncPending, wait_ready
+from clusterdb.drivers.base import ConnectArgs, needs_no_lookup, nothing
+from clusterdb.drivers.pymysql import IN_TRANSACTION, ROLE_SQL, _open, _silence, role_of
+from clusterdb.errors import ConfigError
+
+__all__ = ["AsyncmyAdapter", "asyncmy_kwargs"]
+
+_Connection: Any = Connection  # untyped in asyncmy's stubs
+_ACCEPTED = frozenset(inspect.signature(Connection.__init__).parameters) - {"self"}
+_RENAMED = {"passwd": "password", "db": "database", "cursorclass": "cursor_cls"}
+_DROPPED = frozenset({"write_timeout"})
+_SSL_KEYS = (
+    "ssl_ca",
+    "ssl_cert",
+    "ssl_key",
+    "ssl_key_password",
+    "ssl_verify_cert",
+    "ssl_verify_identity",
+)
+_REQUIRE_TLS = ("ssl_ca", "ssl_cert", "ssl_key", "ssl_verify_cert", "ssl_verify_identity")
+
+
+def _tls(kwargs: dict[str, Any]) -> Any:
+    """Take PyMySQL's SSL keywords out of ``kwargs``: the SSL context PyMySQL would require
+    TLS with, or None (no TLS asked for, or ``ssl_disabled``)."""
+    given = {k: kwargs.pop(k) for k in _SSL_KEYS if k in kwargs}
+    ssl = kwargs.pop("ssl", None)
+    if kwargs.pop("ssl_disabled", False):
+        return None
+    if not ssl and not any(given.get(k) for k in _REQUIRE_TLS):
+        return None
+    # PyMySQL's own rules build the context (verification modes, client certificate).
+    made = pymysql.connections.Connection(defer_connect=True, ssl=ssl, **given)
+    return made.ctx
+
+
+def _cursor_class(cls: Any) -> Any:
+    if isinstance(cls, type) and issubclass(cls, cursors.Cursor):
+        return cls
+    found = getattr(cursors, getattr(cls, "__name__", ""), None)
+    if found is None:
+        raise ConfigError(f"cursorclass: asyncmy has no cursor class like {cls!r}")
+    return found
+
+
+def asyncmy_kwargs(pymysql_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """asyncmy's ``Connection`` keywords for PyMySQL's ``connect()`` keywords (see above);
+    raises :class:`~clusterdb.errors.ConfigError` naming those asyncmy has no use for."""
+    kwargs = dict(pymysql_kwargs)
+    ssl = _tls(kwargs)
+    out: dict[str, Any] = {} if ssl is None else {"ssl": ssl}
+    refused = []
+    for key, value in kwargs.items():
+        name = _RENAMED.get(key, key)
+        if key in _DROPPED:
+            continue
+        if name not in _ACCEPTED:
+            refused.append(key)
+        elif name == "cursor_cls":
+            out[name] = _cursor_class(value)
+        else:
+            out[name] = value
+    if refused:
+        raise ConfigError(f"asyncmy does not accept {', '.join(sorted(refused))}")
+    return out
+
+
+def _cannot_connect(host: str, exc: BaseException) -> OperationalError:
+    # asyncmy's own error for a socket failure, so callers see what asyncmy would raise.
+    return OperationalError(
+        CR.CR_CONN_HOST_ERROR, f"Can't connect to MySQL server on {host!r} ({exc})"
+    )
+
+
+async def _greeted(loop: asyncio.AbstractEventLoop, sock: socket.socket, patience: float) -> bool:
+    """True once the server has sent something or closed the connection (asyncmy's handshake
+    then says why), False when it stayed silent for ``patience`` s; OSError when the TCP
+    connect of :func:`~clusterdb.drivers.pymysql._open` failed."""
+    if not await wait_ready(loop, sock.fileno(), READ, patience):
+        return False
+    error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if error:
+        raise OSError(error, os.strerror(error))
+    return True
+
+
+async def _connected(
+    kwargs: Mapping[str, Any], timeout: float, sock: socket.socket | None = None
+) -> Any:
+    """asyncmy's connection for ``kwargs`` (on ``sock`` when given: the greeting is there to
+    read), or asyncmy's error after ``timeout`` s. Nothing is left open when it fails or is
+    cancelled."""
+    host = kwargs.get("host") or "localhost"
+    conn = _Connection(**{**kwargs, "connect_timeout": max(timeout, 0.001), "sock": sock})
+    try:
+        async with asyncio.timeout(timeout):
+            await conn.connect()  # closes its socket on any failure, cancellation included
+    except BaseException as exc:
+        conn.close()
+        if sock is not None:
+            sock.close()  # when asyncmy failed before taking it over
+        if isinstance(exc, TimeoutError):
+            raise _cannot_connect(host, TimeoutError("timed out")) from None
+        if isinstance(exc, OSError):
+            raise _cannot_connect(host, exc) from exc
+        raise
+    return conn
+
+
+class AsyncmyAdapter(AsyncAdapter):
+    name = "asyncmy"
+    operational_error = OperationalError
+
+    def __init__(self) -> None:
+        # The translated keywords of each node (no overrides), kept with the node's target.
+        self._kwargs: dict[int, tuple[ConnectArgs, dict[str, Any]]] = {}
+
+    def _kwargs_for(self, target: ConnectArgs, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        if overrides:
+            return asyncmy_kwargs({**target.kwargs, **overrides})
+        kept = self._kwargs.get(id(target))
+        if kept is None or kept[0] is not target:
+            if len(self._kwargs) > 1024:  # clusters registered again and again
+                self._kwargs.clear()
+            kept = self._kwargs[id(target)] = (target, asyncmy_kwargs(target.kwargs))
+        return dict(kept[1])
+
+    async def connect(
+        self, target: ConnectArgs, overrides: Mapping[str, Any], timeout: float
+    ) -> Any:
+        return await _connected(self._kwargs_for(target, overrides), timeout)
+
+    starts_inline = True
+
+    async def start(
+        self,
+        target: ConnectArgs,
+        overrides: Mapping[str, Any],
+        timeout: float,
+        patience: float,
+        idle: Callable[[], None] = nothing,
+    ) -> Any:
+        # MySQL servers speak first: a greeting within ``patience`` tells a live server from
+        # a hung one (a stopped server's kernel still completes the TCP handshake), so the
+        # caller's task does the rest and no task is paid for. A server still silent is left
+        # to a task, socket and all, while the race hedges. asyncmy takes the socket as it
+        # is (``sock=``): TLS would then have to come first, so TLS connects begin in a task.
+        kwargs = self._kwargs_for(target, overrides)
+        host = str(kwargs.get("host") or "localhost")
+        if kwargs.get("unix_socket") or kwargs.get("ssl") or not needs_no_lookup(host):
+            return await super().start(target, overrides, timeout, patience)
+        began = time.monotonic()
+        try:
+            sock = _open(host, int(kwargs.get("port") or 3306))
+        except OSError as exc:
+            raise _cannot_connect(host, exc) from exc
+        loop = asyncio.get_running_loop()
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            idle()
+            spoke = await _greeted(loop, sock, patience)
+        except BaseException:
+            sock.close()
+            raise
+        if spoke:
+            return await _connected(kwargs, timeout - (time.monotonic() - began), sock)
+
+        async def finish(remaining: float) -> Any:
+            started = time.monotonic()
+            try:
+                spoke = await _greeted(loop, sock, remaining)
+            except BaseException:
+                sock.close()
+                raise
+            if not spoke:
+                silence = _silence(sock)
+                sock.close()
+                raise _cannot_connect(host, TimeoutError(silence))
+            return await _connected(kwargs, remaining - (time.monotonic() - started), sock)
+
+        return AsyncPending(finish, sock.close)
+
+    async def detect_role(self, conn: Any) -> Role | None:
+        # A plain cursor whatever the caller's cursor class (a DictCursor would give a dict).
+        cursor = conn.cursor(cursors.Cursor)
+        try:
+            await cursor.execute(ROLE_SQL)
+            row = await cursor.fetchone()
+        finally:
+            await cursor.close()
+        if conn.server_status & IN_TRANSACTION:
+            await conn.rollback()  # the connection as asyncmy gives it: no transaction
+        return role_of(row)
+
+    async def close(self, conn: Any) -> None:
+        with contextlib.suppress(Exception):
+            conn.close()

@@ -1,0 +1,123 @@
+"""clusterdb.connect_async() against real MariaDB servers: a cluster registered with
+driver="pymysql" answers through asyncmy, shares its state with connect(), and serves
+SQLAlchemy's async engine."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pymysql.cursors
+import pytest
+from async_support import close, sockets_towards, whoami
+from connect_support import registered, settled
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+import clusterdb
+from clusterdb.testing.mariadb import MariaDBCluster
+
+pytestmark = pytest.mark.mariadb
+
+
+def test_a_pymysql_cluster_answers_through_asyncmy(mariadb_cluster: MariaDBCluster) -> None:
+    primary, replica = mariadb_cluster.nodes
+    with registered(
+        mariadb_cluster, ssl_disabled=True, cursorclass=pymysql.cursors.DictCursor
+    ) as name:
+        sync = clusterdb.connect(name, role="primary")
+        sync.close()
+
+        async def main() -> None:
+            conn = await clusterdb.connect_async(name, role="primary")
+            assert type(conn).__module__.startswith("asyncmy")
+            assert await whoami(mariadb_cluster, conn) == primary.name
+            async with conn.cursor() as cur:  # the registration's cursor class, asyncmy's
+                await cur.execute("SELECT 1 AS one")
+                assert await cur.fetchone() == {"one": 1}
+            await close(conn)
+            conn = await clusterdb.connect_async(name, role="replica")
+            assert await whoami(mariadb_cluster, conn) == replica.name
+            await close(conn)
+
+        asyncio.run(main())
+        snap = settled(name)
+        assert (snap.connects, snap.failures) == (3, 0)
+        assert {n.name: n.role for n in snap.nodes} == {
+            primary.name: "primary",
+            replica.name: "replica",
+        }
+
+
+def test_every_node_silent_raises_asyncmys_error_at_the_deadline(
+    mariadb_cluster: MariaDBCluster,
+) -> None:
+    from asyncmy.errors import OperationalError
+
+    for node in mariadb_cluster.nodes:
+        node.proxy.set_mode("deaf")
+    with registered(mariadb_cluster) as name:
+
+        async def main() -> None:
+            started = time.monotonic()
+            with pytest.raises(clusterdb.AllNodesFailed) as info:
+                await clusterdb.connect_async(name, connect_timeout=0.3)
+            assert 0.3 <= time.monotonic() - started < 3.0
+            assert isinstance(info.value, OperationalError)  # the asyncio driver's own
+            for node in mariadb_cluster.nodes:
+                assert f"{node.name}: no answer within 0.3 s (connect_timeout)" in str(info.value)
+            await asyncio.sleep(0.2)  # the attempts end just after the deadline
+            assert [sockets_towards(n.proxy_port) for n in mariadb_cluster.nodes] == [0, 0]
+
+        asyncio.run(main())
+        snap = settled(name, timeout=2)
+        assert all(n.connect_errors == 1 and n.state == "down" for n in snap.nodes)
+
+
+def test_sqlalchemy_async_engine_over_asyncmy(mariadb_cluster: MariaDBCluster) -> None:
+    with registered(mariadb_cluster, ssl_disabled=True) as name:
+
+        async def creator() -> Any:
+            return await clusterdb.connect_async(name, role="primary")
+
+        async def main() -> None:
+            engine = create_async_engine("mysql+asyncmy://", async_creator=creator)
+            async with engine.begin() as conn:
+                await conn.execute(text("CREATE TABLE IF NOT EXISTS async_t (v INT)"))
+                await conn.execute(text("INSERT INTO async_t VALUES (1), (2)"))
+                count = (await conn.execute(text("SELECT count(*) FROM async_t"))).scalar_one()
+                assert count >= 2
+                await conn.execute(text("DROP TABLE async_t"))
+            await engine.dispose()
+
+        asyncio.run(main())
+        snap = settled(name)
+        assert snap.failures == 0 and snap.connects >= 1
+
+
+def test_a_favourite_gone_silent_is_handed_to_a_task_and_hedged(
+    mariadb_cluster: MariaDBCluster,
+) -> None:
+    with registered(mariadb_cluster, ssl_disabled=True, connect_timeout=2) as name:
+
+        async def main() -> str:
+            for _ in range(20):  # the nodes learnt: plans best-first, begun in this task
+                await close(await clusterdb.connect_async(name))
+            favourite = min(clusterdb.stats.snapshot(name).nodes, key=lambda n: n.latency_ms or 0.0)
+            silent = mariadb_cluster.node(favourite.name)
+            silent.proxy.set_mode("deaf")  # accepts, never greets
+            started = time.monotonic()
+            conn = await clusterdb.connect_async(name)
+            assert time.monotonic() - started < 1.0  # the hedge delay, not the 2 s deadline
+            assert await whoami(mariadb_cluster, conn) != silent.name
+            await close(conn)
+            await asyncio.sleep(2.5)  # the silent attempt ends at the deadline, in its task
+            assert sockets_towards(silent.proxy_port) == 0
+            return silent.name
+
+        silent = asyncio.run(main())
+        snap = settled(name, timeout=5)
+        assert snap.failures == 0
+        assert all(n.pending == 0 for n in snap.nodes)
+        assert (snap.node(silent).connect_errors, snap.node(silent).state) == (1, "down")
