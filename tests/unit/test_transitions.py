@@ -199,6 +199,7 @@ def test_a_description_and_a_snapshot_carry_every_field_of_the_record() -> None:
         "served": 2,
         "lag": 1.5,
         "replication_stopped": True,
+        "galera": "donor",
         "drained": True,
         "pending": 3,
         "down_since": 7.0,
@@ -213,4 +214,5 @@ def test_a_description_and_a_snapshot_carry_every_field_of_the_record() -> None:
             assert getattr(described, f.name) == getattr(record, f.name) != f.default, f.name
     stats = record.snapshot()
     assert (stats.replication_stopped, stats.drained, stats.lag_s) == (True, True, 1.5)
+    assert stats.galera == "donor"
     assert stats.pending == 3 and stats.latency_ms == pytest.approx(250.0)
