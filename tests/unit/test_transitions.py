@@ -35,6 +35,7 @@ from clusterdb.core.events import (
     RoleChanged,
     StateChanged,
 )
+from clusterdb.core.galera import WsrepStatus
 from clusterdb.core.node_state import NodeRecord, ProbeOutcome, Transition
 from clusterdb.core.ranking_cache import RankingCache
 
@@ -72,6 +73,8 @@ def _step(record: NodeRecord, step: dict[str, Any]) -> Transition | None:
         return record.on_hedge(step["elapsed"], now)
     if kind == "probe":
         fields = {k: step[k] for k in ProbeOutcome._fields if k in step}
+        if "wsrep" in fields:
+            fields["wsrep"] = WsrepStatus(**fields["wsrep"])
         return record.on_probe(ProbeOutcome(**fields), now, wall, step.get("line"))
     if kind == "drained":
         return record.on_drained(step["drained"])
