@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# Installs the PostgreSQL and MariaDB server packages when they are missing (root on Debian),
+# Installs the PostgreSQL, MariaDB and Galera server packages when they are missing (root on Debian),
 # otherwise says what to run. Never touches the machine's own services.
 servers:
 	@bash scripts/ensure-servers.sh

@@ -30,9 +30,17 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     ) from exc
 
 from clusterdb import stats
+from clusterdb.core.galera import GALERA_STATES
 from clusterdb.core.stats import ClusterStats, NodeStats
 
-__all__ = ["COUNTERS", "GAUGES", "LABELS", "ClusterdbCollector", "register_collector"]
+__all__ = [
+    "COUNTERS",
+    "GALERA_STATE",
+    "GAUGES",
+    "LABELS",
+    "ClusterdbCollector",
+    "register_collector",
+]
 
 LABELS: tuple[str, ...] = ("cluster", "node", "role")
 
@@ -108,6 +116,13 @@ GAUGES: dict[str, tuple[str, Callable[[NodeStats], float]]] = {
     ),
 }
 
+GALERA_STATE = "clusterdb_node_galera_state"
+_GALERA_HELP = (
+    "1 for a Galera node's current state (label state: "
+    + ", ".join(GALERA_STATES)
+    + "), 0 for the others; only synced nodes get connections. No series for other nodes."
+)
+
 CLUSTER_COUNTERS: dict[str, tuple[str, Callable[[ClusterStats], float]]] = {
     "clusterdb_connects": ("connect() calls that returned a connection.", lambda c: c.connects),
     "clusterdb_connect_failures": ("connect() calls that raised.", lambda c: c.failures),
@@ -137,6 +152,7 @@ class ClusterdbCollector(Collector):
             yield GaugeMetricFamily(name, doc, labels=LABELS)
         for name, (doc, _) in CLUSTER_COUNTERS.items():
             yield CounterMetricFamily(name, doc, labels=("cluster",))
+        yield GaugeMetricFamily(GALERA_STATE, _GALERA_HELP, labels=(*LABELS, "state"))
 
     def collect(self) -> Iterator[Metric]:
         snap = self._snapshot()
@@ -154,6 +170,7 @@ class ClusterdbCollector(Collector):
             name: CounterMetricFamily(name, doc, labels=("cluster",))
             for name, (doc, _) in CLUSTER_COUNTERS.items()
         }
+        galera = GaugeMetricFamily(GALERA_STATE, _GALERA_HELP, labels=(*LABELS, "state"))
         for cluster in clusters:
             for name, (_, cvalue) in CLUSTER_COUNTERS.items():
                 totals[name].add_metric([cluster.name], float(cvalue(cluster)))
@@ -163,9 +180,13 @@ class ClusterdbCollector(Collector):
                     counters[name].add_metric(labels, float(value(node)))
                 for name, (_, value) in GAUGES.items():
                     gauges[name].add_metric(labels, float(value(node)))
+                if node.galera is not None:
+                    for state in GALERA_STATES:
+                        galera.add_metric([*labels, state], 1.0 if node.galera == state else 0.0)
         yield from counters.values()
         yield from gauges.values()
         yield from totals.values()
+        yield galera
 
 
 _registered: weakref.WeakKeyDictionary[CollectorRegistry, ClusterdbCollector] = (

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the PostgreSQL and MariaDB server binaries used by clusterdb.testing are installed,
 # and MariaDB's regression suite (mariadb-test-data), read by the unit tests as SQL corpus.
+# Makes sure the PostgreSQL, MariaDB and Galera (galera-4) server binaries used by
+# clusterdb.testing are installed.
 #
 # Quiet when they are. When some are missing and we are root on Debian/Ubuntu, installs the
 # packages without letting them start (or restart) any system service; otherwise prints the
@@ -26,12 +28,22 @@ have_mariadb() {
 # MariaDB's regression suite: SQL statements for the statement classifier's property tests.
 have_mariadb_suite() {
     [ -d /usr/share/mysql/mysql-test ]
+# The Galera provider; Debian's mariadb-server depends on galera-4, other setups may lack it.
+have_galera() {
+    local lib
+    for lib in /usr/lib/galera/libgalera_smm.so /usr/lib/libgalera_smm.so \
+        /usr/lib64/galera-4/libgalera_smm.so /usr/lib64/galera/libgalera_smm.so \
+        /usr/local/lib/libgalera_smm.so "${CLUSTERDB_GALERA_PROVIDER:-}"; do
+        [ -n "$lib" ] && [ -f "$lib" ] && return 0
+    done
+    return 1
 }
 
 missing=()
 have_postgres || missing+=(postgresql)
 have_mariadb || missing+=(mariadb-server)
 have_mariadb_suite || missing+=(mariadb-test-data)
+have_galera || missing+=(galera-4)
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
 fi
@@ -40,7 +52,7 @@ install_cmd="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y
 
 if [ "$(id -u)" -ne 0 ] || [ ! -f /etc/debian_version ] || ! command -v apt-get >/dev/null; then
     {
-        echo "clusterdb's server tests need the PostgreSQL and MariaDB server binaries;"
+        echo "clusterdb's server tests need the PostgreSQL, MariaDB and Galera server binaries;"
         echo "missing: ${missing[*]}. Install them with:"
         echo
         echo "    sudo sh -c '$install_cmd'"
@@ -79,3 +91,4 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 have_postgres || { echo "ensure-servers: PostgreSQL binaries still missing" >&2; exit 1; }
 have_mariadb || { echo "ensure-servers: MariaDB binaries still missing" >&2; exit 1; }
 have_mariadb_suite || { echo "ensure-servers: MariaDB test suite still missing" >&2; exit 1; }
+have_galera || { echo "ensure-servers: the Galera provider is still missing" >&2; exit 1; }

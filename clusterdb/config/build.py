@@ -306,7 +306,7 @@ def _build_options(own: Mapping[str, object], prefix: str) -> ClusterOptions:
                 join(prefix, key),
             )
         objects[key] = value if value is not None else cls()
-    values: dict[str, float | bool] = {}
+    values: dict[str, float | bool | str] = {}
     for key, option in OPTIONS.items():
         if key in own and not (option.nullable and own[key] is None):
             values[key] = check_option(key, own[key], join(prefix, key))
@@ -322,7 +322,7 @@ def _build_options(own: Mapping[str, object], prefix: str) -> ClusterOptions:
     for key, value in values.items():
         option = OPTIONS[key]
         fields[option.target][option.field] = (
-            value if isinstance(value, bool) else value * option.scale
+            value if isinstance(value, bool | str) else value * option.scale
         )
     policies = {key: replace(objects[key], **fields[key]) for key in POLICY_TYPES}
     return ClusterOptions(**fields["options"], **policies)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from clusterdb.config.schema import OPTIONS, check_option
 from clusterdb.core.dsn import looks_like_dsn, parse_dsn
+from clusterdb.core.galera import Topology
 from clusterdb.core.policies import Backoff, HedgePolicy, SelectionPolicy
 from clusterdb.core.redact import Redactor, is_secret_key
 from clusterdb.errors import ConfigError
@@ -116,6 +117,11 @@ class ClusterOptions:
     pipeline_handshake: bool = True
     """PyMySQL: send ``SET NAMES`` (and ``SET AUTOCOMMIT`` when needed) in the same write as
     the handshake response once a server is known to authenticate in one step."""
+    topology: Topology = "auto"
+    """How wsrep (MariaDB Galera) status counts; see :data:`clusterdb.core.galera.Topology`."""
+    single_writer: bool = False
+    """Galera: ``role="primary"`` goes to one synced node only (the first in the node list),
+    to avoid certification conflicts; see :func:`clusterdb.core.roles.preferred_writer`."""
     selection: SelectionPolicy = field(default_factory=SelectionPolicy)
     hedge: HedgePolicy = field(default_factory=HedgePolicy)
     backoff: Backoff = field(default_factory=Backoff)

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 
+from clusterdb.core.galera import TOPOLOGIES
 from clusterdb.core.policies import Backoff, HedgePolicy, SelectionPolicy
 from clusterdb.errors import ConfigError
 
@@ -69,7 +70,7 @@ class Option:
     target: str
     """``options`` (ClusterOptions) or a policy: ``selection``, ``hedge``, ``backoff``."""
     field: str
-    value_type: type[float] | type[bool] = float
+    value_type: type[float] | type[bool] | type[str] = float
     unit: str = ""
     """What the key is counted in ("seconds", "ms"); empty for a plain number or a flag."""
     scale: float = 1.0
@@ -77,6 +78,8 @@ class Option:
     bounds: Range = Range(0.0)
     nullable: bool = False
     """``None`` allowed from register() (``max_lag=None``: no limit)."""
+    choices: tuple[str, ...] = ()
+    """The values a ``str`` option may take."""
 
 
 _S, _MS = "seconds", "ms"
@@ -90,6 +93,8 @@ OPTIONS: Mapping[str, Option] = {
         Option("heartbeat", "options", "heartbeat", unit=_S, bounds=_ABOVE_0),
         Option("monitor", "options", "monitor", value_type=bool),
         Option("pipeline_handshake", "options", "pipeline_handshake", value_type=bool),
+        Option("topology", "options", "topology", value_type=str, choices=TOPOLOGIES),
+        Option("single_writer", "options", "single_writer", value_type=bool),
         Option("latency_window_ms", "selection", "window_ms", unit=_MS),
         Option("latency_window_ratio", "selection", "window_ratio"),
         Option("latency_weight_exponent", "selection", "weight_exponent"),
@@ -140,9 +145,14 @@ NODE_KEYS: frozenset[str] = frozenset({*NODE_OWN_KEYS, "options", "password"})
 """Keys of a ``[[clusters.NAME.nodes]]`` table."""
 
 
-def check_option(key: str, value: object, path: str) -> float | bool:
+def check_option(key: str, value: object, path: str) -> float | bool | str:
     """``value`` for option ``key``, in the key's unit; ConfigError naming ``path`` if bad."""
     option = OPTIONS[key]
+    if option.value_type is str:
+        if value not in option.choices:
+            choices = ", ".join(map(repr, option.choices))
+            raise ConfigError(f"must be one of {choices}, not {value!r}", path)
+        return str(value)
     if option.value_type is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"must be true or false, not {kind(value)}", path)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
+from clusterdb.core.galera import GaleraState
+
 __all__ = [
     "ROLES",
     "STATES",
@@ -52,6 +54,8 @@ class NodeDescription:
     replication_stopped: bool = False
     """A replica that applies no more changes: its lag grows without bound."""
     drained: bool = False
+    galera: GaleraState | None = None
+    """The node's Galera state, None when it is not a Galera node; only ``synced`` is used."""
     pending: int = 0
     """Connect attempts to this node started and not finished yet."""
     down_since: float | None = None
@@ -63,6 +67,9 @@ class ClusterDescription:
 
     name: str
     nodes: tuple[NodeDescription, ...] = field(default_factory=tuple)
+    writer: str | None = None
+    """Under ``single_writer``: the one node ``role="primary"`` goes to while it connects
+    (:func:`~clusterdb.core.roles.preferred_writer`); None otherwise."""
 
     @cached_property
     def unknown_roles(self) -> frozenset[str]:

@@ -6,8 +6,16 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from clusterdb.core.description import NodeState, Role
+from clusterdb.core.galera import GaleraState
 
-__all__ = ["DrainChanged", "Event", "ReplicationChanged", "RoleChanged", "StateChanged"]
+__all__ = [
+    "DrainChanged",
+    "Event",
+    "GaleraChanged",
+    "ReplicationChanged",
+    "RoleChanged",
+    "StateChanged",
+]
 
 
 class StateChanged(NamedTuple):
@@ -43,4 +51,12 @@ class DrainChanged(NamedTuple):
     drained: bool
 
 
-Event = StateChanged | RoleChanged | ReplicationChanged | DrainChanged
+class GaleraChanged(NamedTuple):
+    """``node``'s Galera state went from ``old`` to ``new`` (None: not a Galera node)."""
+
+    node: str
+    old: GaleraState | None
+    new: GaleraState | None
+
+
+Event = StateChanged | RoleChanged | ReplicationChanged | DrainChanged | GaleraChanged

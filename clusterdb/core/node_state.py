@@ -18,10 +18,12 @@ from clusterdb.core.description import NodeDescription, NodeState, Role
 from clusterdb.core.events import (
     DrainChanged,
     Event,
+    GaleraChanged,
     ReplicationChanged,
     RoleChanged,
     StateChanged,
 )
+from clusterdb.core.galera import GaleraState, Topology, WsrepStatus, galera_state
 from clusterdb.core.latency import LatencyEstimate
 from clusterdb.core.stats import NodeStats
 
@@ -43,8 +45,9 @@ _NO_BAND = (math.inf, -math.inf)
 
 class ProbeOutcome(NamedTuple):
     """What one probe of a node found: it answered (``ok``) after a connect of ``latency`` s
-    and a round trip of ``rtt`` s, with its ``role``, ``lag`` and whether its replication has
-    ``stopped``; or it did not, with ``error``."""
+    and a round trip of ``rtt`` s, with its ``role``, ``lag``, whether its replication has
+    ``stopped`` and its Galera ``wsrep`` status (None: no Galera provider); or it did not,
+    with ``error``."""
 
     ok: bool
     latency: float | None = None
@@ -53,6 +56,7 @@ class ProbeOutcome(NamedTuple):
     lag: float | None = None
     stopped: bool = False
     error: BaseException | None = None
+    wsrep: WsrepStatus | None = None
 
 
 def _utc(epoch: float | None) -> datetime | None:
@@ -63,12 +67,10 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else seconds * 1000.0
 
 
-def _transition(
-    rerank: bool, a: Event | None, b: Event | None = None, c: Event | None = None
-) -> Transition:
-    if a is None and b is None and c is None:
+def _transition(rerank: bool, *events: Event | None) -> Transition:
+    if all(e is None for e in events):
         return RERANK if rerank else UNCHANGED
-    return tuple(e for e in (a, b, c) if e is not None), True
+    return tuple(e for e in events if e is not None), True
 
 
 @dataclass(slots=True, eq=False)
@@ -79,6 +81,8 @@ class NodeRecord:
     address: str = ""
     trial_serves: int = 1
     """Connections a node serves before it is off trial (see SelectionPolicy)."""
+    topology: Topology = "auto"
+    """How the node's wsrep status counts (the cluster's ``topology`` option)."""
     # -- described (as NodeDescription) --
     state: NodeState = "unknown"
     role: Role = "unknown"
@@ -87,6 +91,7 @@ class NodeRecord:
     """Connections returned by connect(), counted up to trial_serves: a trial's end."""
     lag: float | None = None
     replication_stopped: bool = False
+    galera: GaleraState | None = None
     drained: bool = False
     pending: int = 0
     down_since: float | None = None
@@ -127,6 +132,7 @@ class NodeRecord:
             self.served,
             self.lag,
             self.replication_stopped,
+            self.galera,
             self.drained,
             self.pending,
             self.down_since,
@@ -148,6 +154,7 @@ class NodeRecord:
             served=self.served,
             lag=self.lag,
             replication_stopped=self.replication_stopped,
+            galera=self.galera,
             drained=self.drained,
             pending=self.pending,
             down_since=self.down_since,
@@ -169,6 +176,7 @@ class NodeRecord:
             down_since=_utc(self.down_since_epoch),
             drained=self.drained,
             replication_stopped=self.replication_stopped,
+            galera=self.galera,
             connects=self.connects,
             connect_errors=self.connect_errors,
             discarded=self.discarded,
@@ -265,7 +273,10 @@ class NodeRecord:
             replication = ReplicationChanged(self.name, outcome.stopped)
         rerank = rerank or self.lag != outcome.lag
         self.lag, self.replication_stopped = outcome.lag, outcome.stopped
-        return _transition(rerank, self._set_state("up", now, wall, ""), role_changed, replication)
+        galera = self._set_galera(galera_state(outcome.wsrep, self.topology))
+        return _transition(
+            rerank, self._set_state("up", now, wall, ""), role_changed, replication, galera
+        )
 
     def on_drained(self, drained: bool) -> Transition:
         """An operator drained the node (``drained``) or put it back into rotation."""
@@ -285,6 +296,12 @@ class NodeRecord:
             return None
         old, self.role = self.role, role
         return RoleChanged(self.name, old, role)
+
+    def _set_galera(self, state: GaleraState | None) -> GaleraChanged | None:
+        if state == self.galera:
+            return None
+        old, self.galera = self.galera, state
+        return GaleraChanged(self.name, old, state)
 
     def _set_state(
         self, state: NodeState, now: float, wall: float, detail: str

@@ -7,15 +7,17 @@ primary): a node of unknown role may still turn out better, so the race holds it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import get_args
 
 from clusterdb.core.description import ClusterDescription, NodeDescription, Role, WantedRole
+from clusterdb.core.galera import unusable_reason
 
 __all__ = [
     "TIERS",
     "WANTED_ROLES",
+    "preferred_writer",
     "read_always",
     "role_fits",
     "role_is_fallback",
@@ -94,6 +96,8 @@ def unfit_reason(node: NodeDescription, wanted: WantedRole, max_lag: float | Non
     """Why ``node`` cannot serve ``wanted`` whatever its state, or None when it can."""
     if node.drained:
         return "drained"
+    if node.galera is not None and node.galera != "synced":
+        return unusable_reason(node.galera)
     if not role_fits(wanted, node.role):
         return f"role {node.role}, wanted {wanted}"
     lag_matters = wanted in ("replica", "prefer-replica") and node.role != "primary"
@@ -102,4 +106,24 @@ def unfit_reason(node: NodeDescription, wanted: WantedRole, max_lag: float | Non
             return f"replication stopped: lag unbounded > max_lag {max_lag:.1f} s"
         if node.lag is not None and node.lag > max_lag:
             return f"lag {node.lag:.1f} s > max_lag {max_lag:.1f} s"
+    return None
+
+
+def preferred_writer(nodes: Sequence[NodeDescription]) -> str | None:
+    """The node that takes every ``role="primary"`` connect under ``single_writer``: the
+    first in registration order that is not down, drained, a replica or a Galera node out of
+    sync; None when there is none.
+
+    Registration order, not the current writer kept while healthy: every process computes the
+    same node from the same health, so writers in many processes do not conflict in
+    certification; the cost is a move back to the first node once it is synced again.
+    """
+    for node in nodes:
+        if (
+            node.state != "down"
+            and not node.drained
+            and node.role != "replica"
+            and node.galera in (None, "synced")
+        ):
+            return node.name
     return None

@@ -4,9 +4,9 @@ A pure function of a :class:`~clusterdb.core.description.ClusterDescription` and
 random source, so every rule is tested by scenario tables (PyMongo's server selection is the
 model).
 
-1. **Fit.** :func:`~clusterdb.core.roles.unfit_reason`: drained, a known wrong role, or a
-   replica lagging more than ``max_lag``; every node left out gets its reason in
-   :attr:`Plan.rejected`.
+1. **Fit.** :func:`~clusterdb.core.roles.unfit_reason`: drained, a Galera node not synced, a
+   known wrong role, or a replica lagging more than ``max_lag``; every node left out gets its
+   reason in :attr:`Plan.rejected`.
 2. **Down nodes last resort.** Fitting ``down`` nodes are offered only when no other node
    fits, and then raced (the monitor may not have seen the recovery yet).
 3. **Role tiers.** :data:`~clusterdb.core.roles.TIERS`: known roles before unknown ones, whose
@@ -18,6 +18,10 @@ model).
 5. **Race or hedge.** No estimate in the plan: every node starts at once (delays 0,
    ``race=True``); otherwise each node gets its delay from
    :class:`~clusterdb.core.policies.HedgePolicy`.
+6. **Single writer.** When the description names a ``writer`` (the ``single_writer``
+   option) and it fits, ``primary`` tries it first, then the other primaries in registration
+   order (the writers next in line), with no race and no hedge (infinite delays): only a
+   failure starts the next node.
 """
 
 from __future__ import annotations
@@ -184,20 +188,27 @@ def rank(
         else:
             live.append(node)
     groups: list[tuple[tuple[NodeDescription, ...], tuple[float, ...]]] = []
+    writer = next((n for n in live if n.name == desc.writer), None) if wanted == "primary" else None
     if live:
         for node in down:
             rejected[node.name] = _down_reason(node, now)
-        for tier in _tiers(live, wanted):
-            groups.extend(_order_tier(tier, selection))
-        race = all(n.latency is None for names, _ in groups for n in names)
+        if writer is not None:  # the writer, then the next in line, as preferred_writer walks
+            groups.append(((writer,), ()))
+            groups += [(tuple(t), ()) for t in _tiers([n for n in live if n is not writer], wanted)]
+        else:
+            for tier in _tiers(live, wanted):
+                groups.extend(_order_tier(tier, selection))
+        race = writer is None and all(n.latency is None for names, _ in groups for n in names)
     else:
         groups = [(tuple(_by_cost(tier, selection)), ()) for tier in _tiers(down, wanted)]
         race = True
     groups = [g for g in groups if g[0]]
     nodes = [n for names, _ in groups for n in names]
+    # Under a single writer only a failure starts the next node: a hedge would split writes.
+    delays = {n.name: 0.0 if race else math.inf if writer else hedge.delay(n) for n in nodes}
     return Ranking(
         groups=tuple((tuple([n.name for n in names]), weights) for names, weights in groups),
-        delays=MappingProxyType({n.name: 0.0 if race else hedge.delay(n) for n in nodes}),
+        delays=MappingProxyType(delays),
         race=race and bool(nodes),
         rejected=MappingProxyType(rejected),
     )

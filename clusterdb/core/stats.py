@@ -44,6 +44,10 @@ class NodeStats:
     replication_stopped: bool = False
     """A replica that applies no more changes (MariaDB's SQL thread stopped); its ``lag_s``
     is None but growing. Such a replica is skipped under ``max_lag``."""
+    galera: str | None = None
+    """A Galera node's state (:data:`~clusterdb.core.galera.GALERA_STATES`: ``synced``,
+    ``donor``, ``desynced``, ``joining``, ``joined``, ``non-primary``...), None for any other
+    node. Only a synced node gets connections."""
 
     @property
     def attempts(self) -> int:

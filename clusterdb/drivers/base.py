@@ -20,6 +20,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
 from clusterdb.core.description import Role
+from clusterdb.core.galera import WsrepStatus
 
 if TYPE_CHECKING:
     from clusterdb.config import NodeEntry
@@ -60,6 +61,8 @@ class ProbeResult:
     """A replica that has stopped applying changes (MariaDB's SQL thread not running, after a
     replication error or a STOP SLAVE): its lag grows without bound while the server cannot
     say by how much."""
+    wsrep: WsrepStatus | None = None
+    """A Galera node's wsrep status; None when the server reports no Galera provider."""
 
 
 @dataclass(frozen=True, slots=True)

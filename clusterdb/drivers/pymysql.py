@@ -41,6 +41,7 @@ from clusterdb.drivers.base import (
     needs_no_lookup,
     nothing,
 )
+from clusterdb.drivers.pymysql_wsrep import wsrep_status
 from clusterdb.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -352,6 +353,9 @@ class PyMySQLAdapter(DriverAdapter):
         """
         cursor = pymysql.cursors.Cursor(conn)
         try:
+            wsrep = wsrep_status(cursor)
+            if wsrep is not None:
+                return ProbeResult("replica" if wsrep[0] else "primary", None, wsrep=wsrep[1])
             cursor.execute(ROLE_SQL)
             row = cursor.fetchone()
             read_only = bool(row and int(row[0]))

@@ -26,6 +26,7 @@ from clusterdb.core.node_state import NodeRecord
 from clusterdb.core.ranking_cache import RankingCache
 from clusterdb.core.rebalance import first_on
 from clusterdb.core.redact import Redactor, is_secret_key
+from clusterdb.core.roles import preferred_writer
 from clusterdb.core.selection import Plan, Ranking, rank
 from clusterdb.core.stats import ClusterStats
 from clusterdb.drivers import ConnectArgs, DriverAdapter, get_adapter
@@ -74,9 +75,12 @@ class Cluster:
         selection = config.options.selection
         self._lock = threading.Lock()
         self._rng = random.Random()
+        topology = config.options.topology
         self._nodes = {
-            e.name: NodeRecord(e.name, e.address, selection.trial_serves) for e in config.nodes
+            e.name: NodeRecord(e.name, e.address, selection.trial_serves, topology)
+            for e in config.nodes
         }
+        self._single_writer = config.options.single_writer
         self._targets = {e.name: t for e, t in zip(config.nodes, targets, strict=True)}
         self._connects = self._failures = 0  # connect() calls that returned, that raised
         self._watched_by: Watcher | None = None
@@ -122,7 +126,10 @@ class Cluster:
 
     def _describe(self, now: float) -> ClusterDescription:
         """Hold the lock."""
-        return ClusterDescription(self.name, tuple(n.describe(now) for n in self._nodes.values()))
+        nodes = tuple(n.describe(now) for n in self._nodes.values())
+        if self._single_writer:
+            return ClusterDescription(self.name, nodes, preferred_writer(nodes))
+        return ClusterDescription(self.name, nodes)
 
     def begin(
         self, wanted: WantedRole, prefer: str | None = None

@@ -1,7 +1,8 @@
 """The wording of what a cluster logs on the ``clusterdb`` logger; called after its lock.
 
-Changes a user acts on (a node down, a promotion, replication stopped) are WARNINGs; a node
-back up, a drain, replication running again are INFO; routine attempts are DEBUG.
+Changes a user acts on (a node down, a promotion, replication stopped, a Galera node out of
+sync) are WARNINGs; a node back up, a drain, replication running again, a Galera node synced
+again are INFO; routine attempts are DEBUG.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from collections.abc import Iterable
 from clusterdb.core.events import (
     DrainChanged,
     Event,
+    GaleraChanged,
     ReplicationChanged,
     RoleChanged,
     StateChanged,
 )
+from clusterdb.core.galera import unusable_reason
 
 __all__ = ["log", "log_connected", "log_events", "log_failed", "log_hedging"]
 
@@ -50,6 +53,8 @@ def log_events(cluster: str, events: Iterable[Event]) -> None:
             _role(cluster, event)
         elif isinstance(event, ReplicationChanged):
             _replication(cluster, event)
+        elif isinstance(event, GaleraChanged):
+            _galera(cluster, event)
         else:
             _drain(cluster, event)
 
@@ -82,6 +87,14 @@ def _replication(cluster: str, e: ReplicationChanged) -> None:
         )
     else:
         log.info("cluster %r: node %s: replication running again", cluster, e.node)
+
+
+def _galera(cluster: str, e: GaleraChanged) -> None:
+    reason = unusable_reason(e.new)
+    if reason is not None:
+        log.warning("cluster %r: node %s: %s", cluster, e.node, reason)
+    elif e.old is not None and e.new is not None:
+        log.info("cluster %r: node %s: galera %s again (was %s)", cluster, e.node, e.new, e.old)
 
 
 def _drain(cluster: str, e: DrainChanged) -> None:

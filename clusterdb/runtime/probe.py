@@ -45,4 +45,5 @@ def probe_once(adapter: DriverAdapter, target: ConnectArgs, timeout: float) -> P
         role=result.role,
         lag=result.lag,
         stopped=result.stopped,
+        wsrep=result.wsrep,
     )

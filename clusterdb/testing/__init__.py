@@ -1,4 +1,4 @@
-"""Real local PostgreSQL and MariaDB clusters with faults on command, for tests.
+"""Real local PostgreSQL, MariaDB and MariaDB Galera clusters with faults on command, for tests.
 
 ::
 
@@ -15,8 +15,17 @@ See :class:`Cluster` for the operations, :class:`TestNode` for per-node faults a
 
 from clusterdb.testing.cluster import Cluster, TestNode
 from clusterdb.testing.errors import HarnessError
+from clusterdb.testing.galera import GaleraCluster
 from clusterdb.testing.mariadb import MariaDBCluster
 from clusterdb.testing.postgres import PostgresCluster
 from clusterdb.testing.proxy import Proxy
 
-__all__ = ["Cluster", "HarnessError", "MariaDBCluster", "PostgresCluster", "Proxy", "TestNode"]
+__all__ = [
+    "Cluster",
+    "GaleraCluster",
+    "HarnessError",
+    "MariaDBCluster",
+    "PostgresCluster",
+    "Proxy",
+    "TestNode",
+]

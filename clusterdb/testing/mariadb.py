@@ -158,12 +158,10 @@ class MariaDBCluster(Cluster):
         if node.role == "replica":
             self._gtid_from_binlog.add(node.name)
 
-    def _spawn(self, node: TestNode) -> ServerProcess:
-        assert self._server is not None and self.base_dir is not None
-        argv = [
-            str(self._server),
-            "--no-defaults",  # the system's my.cnf points at /run/mysqld
-            *_root_args(),
+    def _node_args(self, node: TestNode) -> list[str]:
+        """The server options that place ``node``: data dir, ports, files, identity."""
+        assert self.base_dir is not None
+        return [
             f"--datadir={node.dir}",
             f"--port={node.port}",
             f"--bind-address={HOST}",
@@ -172,6 +170,15 @@ class MariaDBCluster(Cluster):
             f"--tmpdir={self.base_dir}",
             f"--server-id={node.index + 1}",
             f"--report-host={node.name}",
+        ]
+
+    def _spawn(self, node: TestNode) -> ServerProcess:
+        assert self._server is not None and self.base_dir is not None
+        argv = [
+            str(self._server),
+            "--no-defaults",  # the system's my.cnf points at /run/mysqld
+            *_root_args(),
+            *self._node_args(node),
             "--log-bin=mysql-bin",
             "--relay-log=relay-bin",
             "--log-slave-updates",

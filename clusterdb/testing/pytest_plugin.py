@@ -1,10 +1,12 @@
 """pytest fixtures for real test clusters (registered through the ``pytest11`` entry point).
 
-* ``pg_cluster_session`` / ``mariadb_cluster_session``: a PostgreSQL 1+2 and a MariaDB 1+1
-  cluster shared by the session, started on first use.
-* ``pg_cluster`` / ``mariadb_cluster``: the same clusters, healed after every test.
-* ``make_pg_cluster(replicas=N)`` / ``make_mariadb_cluster(replicas=N)``: other shapes, all
-  stopped at the end of the test.
+* ``pg_cluster_session`` / ``mariadb_cluster_session`` / ``galera_cluster_session``: a
+  PostgreSQL 1+2, a MariaDB 1+1 and a 3-node Galera cluster shared by the session, started on
+  first use.
+* ``pg_cluster`` / ``mariadb_cluster`` / ``galera_cluster``: the same clusters, healed after
+  every test.
+* ``make_pg_cluster(replicas=N)`` / ``make_mariadb_cluster(replicas=N)`` /
+  ``make_galera_cluster(nodes=N)``: other shapes, all stopped at the end of the test.
 
 Missing server binaries make these fixtures error with the command to install them; they
 never skip.
@@ -18,6 +20,7 @@ from typing import TypeVar
 import pytest
 
 from clusterdb.testing.cluster import Cluster
+from clusterdb.testing.galera import GaleraCluster
 from clusterdb.testing.mariadb import MariaDBCluster
 from clusterdb.testing.postgres import PostgresCluster
 
@@ -47,11 +50,11 @@ def _healed(cluster: _C) -> Iterator[_C]:
         raise
 
 
-def _factory(cls: type[_C]) -> Iterator[Callable[..., _C]]:
+def _factory(cls: Callable[..., _C]) -> Iterator[Callable[..., _C]]:
     made: list[_C] = []
 
-    def make(replicas: int = 2) -> _C:
-        cluster = cls(replicas=replicas)
+    def make(**shape: int) -> _C:
+        cluster = cls(**shape)
         made.append(cluster)
         cluster.start()
         return cluster
@@ -97,3 +100,21 @@ def make_pg_cluster() -> Iterator[Callable[..., PostgresCluster]]:
 def make_mariadb_cluster() -> Iterator[Callable[..., MariaDBCluster]]:
     """``make_mariadb_cluster(replicas=N)`` starts a MariaDB cluster stopped after the test."""
     yield from _factory(MariaDBCluster)
+
+
+@pytest.fixture(scope="session")
+def galera_cluster_session() -> Iterator[GaleraCluster]:
+    """A three-node Galera cluster, shared by the whole session."""
+    yield from _session(GaleraCluster(nodes=3))
+
+
+@pytest.fixture
+def galera_cluster(galera_cluster_session: GaleraCluster) -> Iterator[GaleraCluster]:
+    """The session's Galera cluster, healed after the test."""
+    yield from _healed(galera_cluster_session)
+
+
+@pytest.fixture
+def make_galera_cluster() -> Iterator[Callable[..., GaleraCluster]]:
+    """``make_galera_cluster(nodes=N)`` starts a Galera cluster stopped after the test."""
+    yield from _factory(GaleraCluster)

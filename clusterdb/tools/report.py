@@ -192,7 +192,14 @@ def render_table(
 
 
 def _state(node: NodeStats) -> str:
-    return f"{node.state},drained" if node.drained else node.state
+    """``up``, ``down,drained``, ``up,galera:donor``: the state, then what else keeps the node
+    out of (or, for a synced Galera node, in) the plans."""
+    parts = [node.state]
+    if node.galera is not None:
+        parts.append(f"galera:{node.galera}")
+    if node.drained:
+        parts.append("drained")
+    return ",".join(parts)
 
 
 def status_row(

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clusterdb.config import cluster_from_kwargs
+from clusterdb.core.galera import WsrepStatus
 from clusterdb.core.policies import SelectionPolicy
 from clusterdb.core.selection import rank
 from clusterdb.drivers.generic import GenericAdapter
@@ -28,6 +29,16 @@ node = st.sampled_from(NODES)
 role = st.sampled_from([None, "primary", "replica"])
 lag = st.one_of(st.none(), st.floats(0, 100))
 latency = st.floats(0.0001, 0.5)
+wsrep = st.one_of(
+    st.none(),
+    st.builds(
+        WsrepStatus,
+        st.sampled_from([0, 1, 2, 3, 4]),
+        st.booleans(),
+        st.sampled_from(["Primary", "non-Primary"]),
+        st.booleans(),
+    ),
+)
 
 operation = st.one_of(
     st.tuples(st.just("begin"), st.sampled_from(["any", "primary", "replica", "prefer-replica"])),
@@ -36,7 +47,7 @@ operation = st.one_of(
     st.tuples(st.just("fold")),
     st.tuples(st.just("failure"), node),
     st.tuples(st.just("hedge"), node, latency),
-    st.tuples(st.just("probe_ok"), node, latency, role, lag, st.booleans()),
+    st.tuples(st.just("probe_ok"), node, latency, role, lag, st.booleans(), wsrep),
     st.tuples(st.just("probe_failed"), node),
     st.tuples(st.just("drain"), node, st.booleans()),
     st.tuples(st.just("started"), node),
@@ -69,7 +80,7 @@ def apply(cluster: Cluster, op: tuple[object, ...]) -> None:
     elif kind == "hedge":
         cluster.record_hedge(args[0], args[1])  # type: ignore[arg-type]
     elif kind == "probe_ok":
-        n, seconds, r, lag_s, stopped = args
+        n, seconds, r, lag_s, stopped, status = args
         cluster.record_probe(
             n,  # type: ignore[arg-type]
             ProbeOutcome(
@@ -79,6 +90,7 @@ def apply(cluster: Cluster, op: tuple[object, ...]) -> None:
                 lag=lag_s,  # type: ignore[arg-type]
                 latency=seconds,  # type: ignore[arg-type]
                 stopped=stopped,  # type: ignore[arg-type]
+                wsrep=status,  # type: ignore[arg-type]
             ),
         )
     elif kind == "probe_failed":
@@ -107,11 +119,12 @@ def test_describe_always_matches_a_fresh_description(ops: list[tuple[object, ...
                 fresh.lag,
                 fresh.replication_stopped,
             )
-            assert (got.drained, got.pending, got.down_since, got.served) == (
+            assert (got.drained, got.pending, got.down_since, got.served, got.galera) == (
                 fresh.drained,
                 fresh.pending,
                 fresh.down_since,
                 fresh.served,
+                fresh.galera,
             )
             if fresh.latency is None:
                 assert got.latency is None
@@ -191,7 +204,11 @@ def test_a_kept_ranking_rests_on_what_is_true_now(ops: list[tuple[object, ...]])
                     now_is.lag,
                     now_is.replication_stopped,
                 )
-                assert (got.drained, got.pending) == (now_is.drained, now_is.pending)
+                assert (got.drained, got.pending, got.galera) == (
+                    now_is.drained,
+                    now_is.pending,
+                    now_is.galera,
+                )
                 assert policy.on_trial(got) == policy.on_trial(now_is)
                 if now_is.latency is None:
                     assert got.latency is None

@@ -66,6 +66,8 @@ def test_options_and_units() -> None:
             heartbeat = 1
             monitor = false
             pipeline_handshake = false
+            topology = "galera"
+            single_writer = true
             latency_window_ms = 4
             latency_window_ratio = 0.2
             latency_weight_exponent = 3
@@ -85,6 +87,8 @@ def test_options_and_units() -> None:
         heartbeat=1.0,
         monitor=False,
         pipeline_handshake=False,
+        topology="galera",
+        single_writer=True,
         selection=SelectionPolicy(window_ms=4.0, window_ratio=0.2, weight_exponent=3.0),
         hedge=HedgePolicy(multiplier=2.0, min_delay=0.005, max_delay=0.25, unknown_delay=0.03),
         backoff=Backoff(initial=0.2, factor=3.0, cap=4.0, jitter=0.1),
@@ -207,6 +211,19 @@ BAD: list[tuple[str, str, str, str]] = [
         "clusters.main.pipeline_handshake",
         "true or false",
     ),
+    (
+        "single_writer as string",
+        'user = "app"=>single_writer = "yes"',
+        "clusters.main.single_writer",
+        "true or false",
+    ),
+    (
+        "unknown topology",
+        'user = "app"=>topology = "multi-master"',
+        "clusters.main.topology",
+        "must be one of 'auto', 'replication', 'galera', not 'multi-master'",
+    ),
+    ("topology not a string", 'user = "app"=>topology = 1', "clusters.main.topology", "not 1"),
     ("jitter >= 1", 'user = "app"=>backoff_jitter = 1.5', "clusters.main.backoff_jitter", "< 1"),
     ("factor < 1", 'user = "app"=>backoff_factor = 0.5', "clusters.main.backoff_factor", ">= 1"),
     (

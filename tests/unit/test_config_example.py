@@ -17,17 +17,20 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("APP_DB_PASSWORD", "APP_DB_PASSWORD_PG3", "SHOP_DB_PASSWORD"):
+    for var in ("APP_DB_PASSWORD", "APP_DB_PASSWORD_PG3", "SHOP_DB_PASSWORD", "ORDERS_DB_PASSWORD"):
         monkeypatch.setenv(var, f"value-of-{var}")
 
 
 def test_example_parses(env: None) -> None:
     clusters = {c.name: c for c in load_file(EXAMPLE)}
-    assert set(clusters) == {"main", "shop", "local"}
+    assert set(clusters) == {"main", "shop", "orders", "local"}
     main = clusters["main"]
     assert [n.name for n in main.nodes] == ["pg1", "10.0.0.2:5432", "pg3"]
     assert main.connect_kwargs["password"] == "value-of-APP_DB_PASSWORD"
     assert clusters["local"].driver == "sqlite3"
+    orders = clusters["orders"].options
+    assert (orders.topology, orders.single_writer) == ("galera", True)
+    assert (main.options.topology, main.options.single_writer) == ("auto", False)
 
 
 def test_example_tuning_values_are_the_defaults(env: None) -> None:

@@ -10,9 +10,11 @@ from datetime import UTC, datetime
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from clusterdb.core.galera import GALERA_STATES
 from clusterdb.prometheus import (
     CLUSTER_COUNTERS,
     COUNTERS,
+    GALERA_STATE,
     GAUGES,
     ClusterdbCollector,
     register_collector,
@@ -109,6 +111,27 @@ def test_values_and_labels() -> None:
     assert value("clusterdb_node_lag_seconds", "pg2") == 0.25
     assert value("clusterdb_node_last_error_timestamp_seconds", "pg0") == NOW.timestamp()
     assert value("clusterdb_node_last_success_timestamp_seconds", "pg0") == 0.0
+
+
+def test_galera_state_one_series_per_state_for_galera_nodes_only() -> None:
+    snap = {
+        "g": ClusterStats(
+            "g",
+            "pymysql",
+            (node("gal0", galera="synced"), node("gal1", galera="donor"), node("mdb")),
+            0,
+            0,
+            NOW,
+        )
+    }
+    registry = CollectorRegistry()
+    registry.register(ClusterdbCollector(lambda: snap))
+    series = scrape(registry)[GALERA_STATE]
+    assert {labels["node"] for labels, _ in series} == {"gal0", "gal1"}
+    assert len(series) == 2 * len(GALERA_STATES)
+    current = {(labels["node"], labels["state"]) for labels, v in series if v == 1.0}
+    assert current == {("gal0", "synced"), ("gal1", "donor")}
+    assert all(set(labels) == {"cluster", "node", "role", "state"} for labels, _ in series)
 
 
 def test_cluster_filter_and_empty() -> None:

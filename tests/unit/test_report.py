@@ -156,6 +156,10 @@ def test_status_row_cells() -> None:
     assert row["CLUSTER"] == "main"
     assert row["NODE"] == "pg0"
     assert row["STATE"] == "down,drained"
+    galera = node(galera="donor", drained=True)
+    assert status_row("main", galera, NOW)[STATUS_HEADERS.index("STATE")] == (
+        "up,galera:donor,drained"
+    )
     assert row["LAT_MS"] == "1.23"
     assert row["RTT_MS"] == "-"
     assert row["CONNECTS"] == "7"

@@ -22,7 +22,8 @@ SEEDS = range(20)
 
 
 def _run(case: dict[str, Any], seed: int) -> Plan:
-    desc = ClusterDescription("c", tuple(NodeDescription(**n) for n in case["nodes"]))
+    nodes = tuple(NodeDescription(**n) for n in case["nodes"])
+    desc = ClusterDescription("c", nodes, writer=case.get("writer"))
     return plan(
         desc,
         case.get("wanted", "any"),

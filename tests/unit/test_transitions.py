@@ -35,6 +35,7 @@ from clusterdb.core.events import (
     RoleChanged,
     StateChanged,
 )
+from clusterdb.core.galera import WsrepStatus
 from clusterdb.core.node_state import NodeRecord, ProbeOutcome, Transition
 from clusterdb.core.ranking_cache import RankingCache
 
@@ -72,6 +73,8 @@ def _step(record: NodeRecord, step: dict[str, Any]) -> Transition | None:
         return record.on_hedge(step["elapsed"], now)
     if kind == "probe":
         fields = {k: step[k] for k in ProbeOutcome._fields if k in step}
+        if "wsrep" in fields:
+            fields["wsrep"] = WsrepStatus(**fields["wsrep"])
         return record.on_probe(ProbeOutcome(**fields), now, wall, step.get("line"))
     if kind == "drained":
         return record.on_drained(step["drained"])
@@ -199,6 +202,7 @@ def test_a_description_and_a_snapshot_carry_every_field_of_the_record() -> None:
         "served": 2,
         "lag": 1.5,
         "replication_stopped": True,
+        "galera": "donor",
         "drained": True,
         "pending": 3,
         "down_since": 7.0,
@@ -213,4 +217,5 @@ def test_a_description_and_a_snapshot_carry_every_field_of_the_record() -> None:
             assert getattr(described, f.name) == getattr(record, f.name) != f.default, f.name
     stats = record.snapshot()
     assert (stats.replication_stopped, stats.drained, stats.lag_s) == (True, True, 1.5)
+    assert stats.galera == "donor"
     assert stats.pending == 3 and stats.latency_ms == pytest.approx(250.0)
