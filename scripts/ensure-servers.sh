@@ -28,6 +28,8 @@ have_mariadb() {
 # MariaDB's regression suite: SQL statements for the statement classifier's property tests.
 have_mariadb_suite() {
     [ -d /usr/share/mysql/mysql-test ]
+}
+
 # The Galera provider; Debian's mariadb-server depends on galera-4, other setups may lack it.
 have_galera() {
     local lib
