@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import causal_support
 import psycopg
 import pytest
+from causal_support import node_name
 from connect_support import registered
 
 import clusterdb
@@ -32,23 +33,14 @@ DELAY = 1.0
 
 @contextlib.contextmanager
 def delayed_table(pg_cluster: PostgresCluster) -> Iterator[str]:
-    """A fresh table on every node, then the second replica applying WAL DELAY s late."""
-    table = f"ryw_{uuid.uuid4().hex[:8]}"
-    pg_cluster.execute(pg_cluster.primary, f"CREATE TABLE {table} (id int PRIMARY KEY)")
-    pg_cluster.execute(pg_cluster.primary, f"GRANT ALL ON {table} TO {pg_cluster.user}")
-    pg_cluster.wait_caught_up()
-    pg_cluster.set_replication_delay(pg_cluster.replicas[1], DELAY)
-    try:
-        yield table
-    finally:
-        pg_cluster.set_replication_delay(pg_cluster.replicas[1], 0.0)
-        pg_cluster.execute(pg_cluster.primary, f"DROP TABLE {table}")
-
-
-def node_name(conn: Any) -> str:
-    ref = clusterdb.node_of(conn)
-    assert ref is not None
-    return ref.node
+    """A fresh table, then the second replica applying WAL DELAY s late."""
+    setup = (
+        "CREATE TABLE {table} (id int PRIMARY KEY)",
+        f"GRANT ALL ON {{table}} TO {pg_cluster.user}",
+    )
+    late = pg_cluster.replicas[1]
+    with causal_support.delayed_table(pg_cluster, late, DELAY, setup, "DROP TABLE {table}") as t:
+        yield t
 
 
 def cycles(name: str, table: str, count: int, token: bool, **kw: Any) -> tuple[int, Counter]:
@@ -139,9 +131,7 @@ def test_the_monitor_reads_replicas_positions_and_old_tokens_need_no_question(
 
 
 def test_a_token_of_another_cluster_is_a_clear_error(pg_cluster: PostgresCluster) -> None:
-    with registered(pg_cluster) as one, registered(pg_cluster) as other:
-        with contextlib.closing(clusterdb.connect(one, role="primary")) as w:
-            token = clusterdb.causal_token(w)
+    with causal_support.two_registrations(pg_cluster) as (one, other, token):
         with pytest.raises(clusterdb.CausalTokenError, match=f"token of cluster '{one}'"):
             clusterdb.connect(other, role="replica", after=token)
         # Same name, another PostgreSQL system (its servers re-initialised): caught on the

@@ -270,3 +270,42 @@ def test_without_leaves_nodes_out_of_a_plan() -> None:
     assert without(plan, (), "") is plan
     raced = without(Plan(("a",), (0.0,), race=True), {"a"}, "lacks it")
     assert raced.nodes == () and not raced.race
+
+
+def _cluster() -> Any:
+    import sqlite3
+
+    from clusterdb.config import cluster_from_kwargs
+    from clusterdb.drivers.generic import GenericAdapter
+    from clusterdb.runtime.cluster import Cluster
+
+    specs = [{"name": n, "dsn": ":memory:"} for n in ("p", "r1", "r2")]
+    config = cluster_from_kwargs("c", sqlite3, specs, {"causal_wait": 0.5})
+    return Cluster(config, GenericAdapter(sqlite3))
+
+
+def test_the_cluster_knows_which_replicas_a_probe_saw_past_a_token() -> None:
+    from clusterdb.runtime.probe import ProbeOutcome
+
+    cluster = _cluster()
+    assert cluster.options.causal_wait == 0.5
+    cluster.record_probe("p", ProbeOutcome(True, 0.001, 0.001, role="primary"))
+    cluster.record_probe("r1", ProbeOutcome(True, 0.001, 0.001, role="replica", applied=100))
+    cluster.record_probe("r2", ProbeOutcome(True, 0.001, 0.001, role="replica", applied=50))
+    assert cluster.applied_by(Token("c", "pg", 80, SYSID)) == {"r1"}
+    assert cluster.applied_by(Token("c", "pg", 40, SYSID)) == {"r1", "r2"}
+    cluster.record_probe("r2", ProbeOutcome(False, error=OSError("gone")))  # kept
+    assert cluster.stats_snapshot().node("r2").applied == "0/32"
+    cluster.record_causal(True, False)
+    cluster.record_causal(True, True)
+    stats = cluster.stats_snapshot()
+    assert (stats.causal_waits, stats.causal_fallbacks) == (2, 1)
+    assert stats.as_dict()["causal_waits"] == 2
+    from clusterdb.tools.report import causal_lines
+
+    assert causal_lines({"c": stats}) == ["c: read-your-writes tokens: 2 waits, 1 fallbacks"]
+    cluster.reset_stats()
+    assert cluster.stats_snapshot().causal_waits == 0
+    assert causal_lines({"c": cluster.stats_snapshot()}) == []
+    plan, _ = cluster.begin("any", avoid=({"p"}, "lacks it"))  # r2 is down: out anyway
+    assert plan.nodes == ("r1",) and plan.rejected["p"] == "lacks it"
