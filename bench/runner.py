@@ -24,6 +24,7 @@ from typing import Any
 import clusterdb
 from bench import peers
 from bench.async_connect import run_async_connect
+from bench.causal import run_causal
 from bench.clusterhost import HostGone, start_clusters
 from bench.common import FULL, QUICK, Ctx, log
 from bench.connect import run_healthy_connect
@@ -42,7 +43,17 @@ __all__ = ["main"]
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "latest"
 DEV_RESULTS = Path(os.environ.get("TMPDIR", "/tmp")) / "clusterdb-bench-dev"
-SCENARIOS = ("query", "connect", "hung", "routing", "scale", "selection", "pooled", "async")
+SCENARIOS = (
+    "query",
+    "connect",
+    "hung",
+    "routing",
+    "scale",
+    "selection",
+    "pooled",
+    "async",
+    "causal",
+)
 DRIVERS = ("psycopg", "pymysql")
 
 Step = tuple[str, str, Callable[[Ctx], ScenarioResult]]
@@ -77,6 +88,7 @@ def _steps(only: Sequence[str], drivers: Sequence[str], sleep_variant: bool) -> 
         "routing": run_routing,
         "pooled": run_pooled,
         "async": run_async_connect,
+        "causal": run_causal,
     }
     steps: list[Step] = []
     for key in SCENARIOS:
