@@ -92,10 +92,13 @@ def connect_after(
     cluster: Cluster,
     wanted: WantedRole,
     overrides: dict[str, Any],
-    after: str,
+    after: str | None,
     prefer: str | None = None,
 ) -> Any:
-    """A connection to a node of ``wanted`` role that has applied token ``after``."""
+    """A connection to a node of ``wanted`` role that has applied token ``after`` (None: a
+    plain :func:`~clusterdb.runtime.connect.connect`)."""
+    if after is None:
+        return connect(cluster, wanted, overrides, prefer)
     token = parse_token(after, cluster.name)
     known = cluster.applied_by(token)
     if wanted == "primary":  # the primary has every write

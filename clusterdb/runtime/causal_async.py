@@ -42,10 +42,12 @@ async def connect_after_async(
     cluster: Cluster,
     wanted: WantedRole,
     overrides: dict[str, Any],
-    after: str,
+    after: str | None,
     prefer: str | None = None,
 ) -> Any:
     """:func:`clusterdb.runtime.causal.connect_after` on the running loop."""
+    if after is None:
+        return await connect_async(cluster, wanted, overrides, prefer)
     token = parse_token(after, cluster.name)
     known = cluster.applied_by(token)
     if wanted == "primary":  # the primary has every write

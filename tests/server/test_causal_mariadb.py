@@ -117,6 +117,8 @@ def test_async_tokens_on_mariadb(mariadb_cluster: MariaDBCluster) -> None:
                 async with writer.cursor() as cur:
                     await cur.execute(f"INSERT INTO {table} VALUES (%s)", (i,))
                 token = await clusterdb.causal_token_async(writer)
+                with pytest.raises(clusterdb.InterfaceError, match="causal_token_async"):
+                    clusterdb.causal_token(writer)  # an asyncmy connection
                 reader = await clusterdb.connect_async(name, role="prefer-replica", after=token)
                 try:
                     async with reader.cursor() as cur:
