@@ -29,6 +29,7 @@ __all__ = [
     "WAIT_SLICE",
     "Avoid",
     "CausalCourse",
+    "Position",
     "applied_from_row",
     "parse_applied",
     "token_from_row",
@@ -142,21 +143,25 @@ Verdict = Literal["take", "hold"]
 class CausalCourse:
     """One ``connect(after=token)``'s decisions: the connect side does the I/O and asks.
 
-    ``known``: replicas the monitor saw past the token. ``avoid``: nodes found lacking, which
-    the next connect leaves out; their connections are held for the wait.
+    ``positions``: replicas' applied positions as last seen (probes, earlier questions);
+    ``known``: those past the token. ``avoid``: nodes found lacking, which the next connect
+    leaves out; their connections are held for the wait. ``seen``: positions read here.
     """
 
     def __init__(
         self,
         token: Token,
         wanted: WantedRole,
-        known: frozenset[str],
+        positions: Mapping[str, Position | None],
         kind: Kind = "pg",
         causal_wait: float = 1.0,
     ) -> None:
         self.token = token
         self.wanted: WantedRole = wanted
-        self.known = known
+        self.positions = positions
+        self.known = frozenset(n for n, p in positions.items() if covers(p, token))
+        self.seen: dict[str, Position] = {}
+        self.narrow = bool(self.known)
         self.kind: Kind = kind
         self.causal_wait = causal_wait
         self.avoid: set[str] = set()
@@ -210,9 +215,19 @@ class CausalCourse:
         return "any" if self.wanted == "any" else "replica"
 
     @property
-    def prefer(self) -> str | None:
-        """A node to try first: one the monitor saw past the token and not yet tried."""
-        return next((n for n in sorted(self.known) if n not in self.avoid), None)
+    def avoiding(self) -> Avoid:
+        """What the next connect leaves out, and why: while some replicas are known past the
+        token, the others (the plan then draws among the known by latency, as usual, so their
+        load stays spread); after that, the replicas found lacking."""
+        if self.narrow:
+            others = set(self.positions) - self.known
+            return others, f"not known to have applied {self.token}"
+        return self.avoid, self.reason
+
+    def widen(self) -> bool:
+        """The connect among the known replicas found none: True -> look among them all."""
+        narrow, self.narrow = self.narrow, False
+        return narrow
 
     @property
     def reason(self) -> str:
@@ -235,6 +250,8 @@ class CausalCourse:
             return self.judge(node, True, None)
         replica, position, system = applied_from_row(self.kind, row)
         self.token.check_cluster(cluster, system)
+        if replica and position is not None:
+            self.seen[node] = position
         return self.judge(node, replica, position)
 
     def needs_asking(self, node: str) -> bool:

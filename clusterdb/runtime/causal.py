@@ -100,11 +100,11 @@ def connect_after(
     if after is None:
         return connect(cluster, wanted, overrides, prefer)
     token = parse_token(after, cluster.name)
-    known = cluster.applied_by(token)
+    positions = cluster.replica_positions()
     if wanted == "primary":  # the primary has every write
         return connect(cluster, wanted, overrides, prefer)
     kind = causal_kind(cluster, cluster.adapter.causal_kind, token)
-    course = CausalCourse(token, wanted, known, kind, cluster.options.causal_wait)
+    course = CausalCourse(token, wanted, positions, kind, cluster.options.causal_wait)
     held: Held = []
     try:
         conn, reasons = _search(cluster, course, overrides, held, prefer)
@@ -120,8 +120,8 @@ def connect_after(
         for node, conn in held:
             cluster.adapter.close_quietly(conn)
             cluster.record_discarded(node)
-        if course.waited or course.fell_back:
-            cluster.record_causal(course.waited, course.fell_back)
+        if course.waited or course.fell_back or course.seen:
+            cluster.record_causal(course.waited, course.fell_back, course.seen)
 
 
 def refusal(
@@ -141,12 +141,11 @@ def _search(
     """A connection that covers the token, or (None, why the last connect found none)."""
     adapter = cluster.adapter
     while True:
-        avoid = (course.avoid, course.reason)
         try:
-            conn = connect(
-                cluster, course.search_role, dict(overrides), course.prefer or prefer, avoid
-            )
+            conn = connect(cluster, course.search_role, dict(overrides), prefer, course.avoiding)
         except (NoSuitableNode, AllNodesFailed) as exc:
+            if course.widen():
+                continue
             return None, search_ended(exc)
         node = node_name(conn)
         try:
