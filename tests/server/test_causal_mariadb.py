@@ -16,6 +16,7 @@ from causal_support import node_name
 from connect_support import registered
 
 import clusterdb
+import clusterdb.pymysql
 from clusterdb.core.causal import Token, parse_token
 from clusterdb.testing.mariadb import MariaDBCluster
 
@@ -100,6 +101,10 @@ def test_a_long_wait_is_served_by_the_late_replica(mariadb_cluster: MariaDBClust
 
 def test_a_mariadb_token_of_another_cluster_is_refused(mariadb_cluster: MariaDBCluster) -> None:
     with causal_support.two_registrations(mariadb_cluster) as (one, other, token):
+        conn = clusterdb.pymysql.connect(one, role="prefer-replica", after=token)
+        with contextlib.closing(conn), conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            assert cur.fetchone() == (1,)
         with pytest.raises(clusterdb.CausalTokenError, match=f"cluster '{one}' used on"):
             clusterdb.connect(other, role="prefer-replica", after=token)
         pg_token = str(Token(other, "pg", 1, "42"))

@@ -21,7 +21,9 @@ from causal_support import node_name
 from connect_support import registered
 
 import clusterdb
+import clusterdb.psycopg
 from clusterdb.core.causal import Token, parse_token
+from clusterdb.core.description import WantedRole
 from clusterdb.testing.postgres import PostgresCluster
 
 pytestmark = pytest.mark.postgres
@@ -172,3 +174,22 @@ def test_async_tokens_give_no_stale_read(pg_cluster: PostgresCluster) -> None:
         print(f"\nasync with tokens: {stale} stale of {ASYNC_CYCLES}, served {dict(served)}")
         assert stale == 0, served
         assert sum(served[n] for n in replicas) / ASYNC_CYCLES >= 0.9, served
+
+
+def test_every_role_reads_the_write_and_gets_an_idle_connection(
+    pg_cluster: PostgresCluster,
+) -> None:
+    with delayed_table(pg_cluster) as table, registered(pg_cluster) as name:
+        with contextlib.closing(clusterdb.connect(name, role="primary")) as w:
+            w.execute(f"INSERT INTO {table} VALUES (1)")
+            w.commit()
+            token = clusterdb.causal_token(w)
+            assert w.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        roles: tuple[WantedRole, ...] = ("any", "primary", "replica", "prefer-replica")
+        for role in roles:
+            with contextlib.closing(clusterdb.connect(name, role=role, after=token)) as c:
+                # The question on the new connection left no transaction open.
+                assert c.info.transaction_status == psycopg.pq.TransactionStatus.IDLE, role
+                assert c.execute(f"SELECT count(*) FROM {table}").fetchone() == (1,), role
+            with contextlib.closing(clusterdb.psycopg.connect(name, role=role, after=token)) as c:
+                assert c.execute(f"SELECT count(*) FROM {table}").fetchone() == (1,), role
