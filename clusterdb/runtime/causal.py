@@ -100,11 +100,11 @@ def connect_after(
     if after is None:
         return connect(cluster, wanted, overrides, prefer)
     token = parse_token(after, cluster.name)
-    positions = cluster.replica_positions()
-    if wanted == "primary":  # the primary has every write
-        return connect(cluster, wanted, overrides, prefer)
     kind = causal_kind(cluster, cluster.adapter.causal_kind, token)
+    positions = cluster.replica_positions()
     course = CausalCourse(token, wanted, positions, kind, cluster.options.causal_wait)
+    if course.direct:
+        return connect(cluster, wanted, overrides, prefer)
     held: Held = []
     try:
         conn, reasons = _search(cluster, course, overrides, held, prefer)

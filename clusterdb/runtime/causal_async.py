@@ -49,12 +49,12 @@ async def connect_after_async(
     if after is None:
         return await connect_async(cluster, wanted, overrides, prefer)
     token = parse_token(after, cluster.name)
-    positions = cluster.replica_positions()
-    if wanted == "primary":  # the primary has every write
-        return await connect_async(cluster, wanted, overrides, prefer)
     adapter = get_async_adapter(cluster.adapter)
     kind = causal_kind(cluster, adapter.causal_kind, token)
+    positions = cluster.replica_positions()
     course = CausalCourse(token, wanted, positions, kind, cluster.options.causal_wait)
+    if course.direct:
+        return await connect_async(cluster, wanted, overrides, prefer)
     held: Held = []
     try:
         conn, reasons = await _search(cluster, adapter, course, overrides, held, prefer)
