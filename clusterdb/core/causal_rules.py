@@ -3,8 +3,9 @@
 * **SQL, per kind** (``pg``, ``mariadb``): the token query (one round trip), the applied
   query asked on a new connection, MariaDB's server-side wait.
 * **What satisfies a token**: a primary always (it wrote the log); a replica whose applied
-  position :func:`~clusterdb.core.causal.covers` it, whether the monitor's last probe saw it
-  (positions only grow, so that holds for good) or the new connection was asked.
+  position :func:`~clusterdb.core.causal.covers` it, whether seen before (the monitor's
+  probe, an earlier connect's question: positions only grow, so that holds for good) or asked
+  on the new connection.
 * **The course** (:class:`CausalCourse`): the role to connect with while looking, which nodes
   were found lacking (the next connect avoids them), and what happens when none applied the
   token within ``causal_wait``: ``prefer-replica`` and ``any`` take the primary, ``replica``
