@@ -16,11 +16,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from clusterdb.config import ClusterConfig, ClusterOptions
-from clusterdb.core.causal_rules import Avoid, Position, without
+from clusterdb.core.causal_rules import Avoid, without
 from clusterdb.core.description import ClusterDescription, Role, WantedRole
 from clusterdb.core.events import Event
 from clusterdb.core.node_state import NodeRecord
@@ -29,10 +28,10 @@ from clusterdb.core.rebalance import first_on
 from clusterdb.core.redact import Redactor, is_secret_key
 from clusterdb.core.roles import preferred_writer
 from clusterdb.core.selection import Plan, Ranking, rank
-from clusterdb.core.stats import ClusterStats
 from clusterdb.drivers import ConnectArgs, DriverAdapter, get_adapter
 from clusterdb.drivers.bind import bind_nodes
 from clusterdb.errors import OperationalError
+from clusterdb.runtime.counts import Counts
 from clusterdb.runtime.locked import Locked
 from clusterdb.runtime.log import log_connected, log_failed, log_hedging
 from clusterdb.runtime.membership import Membership, Watcher, new_record
@@ -46,7 +45,7 @@ __all__ = ["Cluster", "Watcher"]
 log = logging.getLogger("clusterdb")
 
 
-class Cluster(Membership):
+class Cluster(Membership, Counts):
     """One registered cluster: what connect(), stats and the monitor work on. Its node list
     can change while it serves (:class:`~clusterdb.runtime.membership.Membership`).
 
@@ -324,19 +323,6 @@ class Cluster(Membership):
         """Changes whenever a kept ranking may no longer hold (read without the lock)."""
         return self._rankings.epoch
 
-    def replica_positions(self) -> dict[str, Position | None]:
-        """Each replica's applied position as last seen (a probe, a connect's question)."""
-        with self._lock:
-            return {n.name: n.applied for n in self._nodes.values() if n.role == "replica"}
-
-    def record_causal(self, waited: bool, fell_back: bool, seen: Mapping[str, Position]) -> None:
-        """Count a connect(after=token) that ``waited`` for a replica, that ``fell_back``;
-        ``seen``: replicas' applied positions it read (the later position is kept)."""
-        with self._lock:
-            self._causal = (self._causal[0] + waited, self._causal[1] + fell_back)
-            for node, position in seen.items():
-                self._nodes[node].learn_applied(position)
-
     def record_hedge(self, node: str, elapsed: float) -> None:
         """``node`` has not answered after ``elapsed`` s: rank it down now, not at its timeout."""
         now = time.monotonic()
@@ -358,25 +344,6 @@ class Cluster(Membership):
             n = self._nodes.get(node)
             if n is not None and (record is None or n is record):
                 s.apply(n.on_probe(outcome, now, wall, line))
-
-    # -- stats --
-
-    def stats_snapshot(self) -> ClusterStats:
-        """Every node's counters and estimates, taken at one moment."""
-        with self._locked:
-            nodes = tuple(n.snapshot() for n in self._nodes.values())
-            connects, failures, causal = self._connects, self._failures, self._causal
-        now = datetime.now(UTC)
-        return ClusterStats(self.name, self.adapter.name, nodes, connects, failures, now, *causal)
-
-    def reset_stats(self) -> None:
-        """Zero counters and timestamps; keep estimates, state, role and pending attempts
-        (connects made before the reset are folded first, and not counted after it)."""
-        with self._locked:
-            for n in self._nodes.values():
-                n.reset_counters()
-            self._connects = self._failures = 0
-            self._causal = (0, 0)
 
     # -- process lifecycle --
 
