@@ -24,6 +24,7 @@ from typing import Any
 from clusterdb import stats
 from clusterdb.config import cluster_from_kwargs, load_file
 from clusterdb.core.description import WantedRole
+from clusterdb.core.routing import ConnectRole
 from clusterdb.errors import (
     AllNodesFailed,
     ConfigError,
@@ -37,6 +38,7 @@ from clusterdb.errors import (
 from clusterdb.runtime import pooled, process
 from clusterdb.runtime.connect import connect as connect_cluster
 from clusterdb.runtime.pooled import NodeRef
+from clusterdb.runtime.routed import RoutedConnection, RoutedCursor
 
 __all__ = [
     "AllNodesFailed",
@@ -47,6 +49,8 @@ __all__ = [
     "NoSuitableNode",
     "NodeRef",
     "OperationalError",
+    "RoutedConnection",
+    "RoutedCursor",
     "UnknownClusterError",
     "__version__",
     "apilevel",
@@ -113,19 +117,23 @@ def load_config(path: str | None = None) -> tuple[str, ...]:
     return tuple(c.name for c in configs)
 
 
-def connect(name: str, *, role: WantedRole = "any", **overrides: Any) -> Any:
+def connect(name: str, *, role: ConnectRole = "any", **overrides: Any) -> Any:
     """A connection to a node of cluster ``name``: the driver's own connection object.
 
-    ``role``: ``"any"``, ``"primary"``, ``"replica"`` or ``"prefer-replica"``. ``overrides``
+    ``role``: ``"any"``, ``"primary"``, ``"replica"`` or ``"prefer-replica"``; ``"auto"``
+    returns a :class:`RoutedConnection` instead, which routes each statement (reads to a
+    replica that has applied this connection's writes, the rest to the primary). ``overrides``
     go to the driver's ``connect()``, except ``connect_timeout``: the overall deadline in
     seconds (sub-second values allowed). Raises :class:`AllNodesFailed` (also the driver's
     ``OperationalError``) when no node could be reached, :class:`NoSuitableNode` when none
     fits ``role``.
     """
+    if role == "auto":
+        return RoutedConnection(process.get(name), overrides)
     return connect_cluster(process.get(name), role, overrides)
 
 
-async def connect_async(name: str, *, role: WantedRole = "any", **overrides: Any) -> Any:
+async def connect_async(name: str, *, role: ConnectRole = "any", **overrides: Any) -> Any:
     """:func:`connect` on the running event loop: attempts are tasks, hedge delays are loop
     timers, and the loop is never blocked. Returns the asyncio driver's own connection:
     ``psycopg.AsyncConnection`` for psycopg clusters, an asyncmy connection for PyMySQL ones
@@ -137,6 +145,10 @@ async def connect_async(name: str, *, role: WantedRole = "any", **overrides: Any
     """
     from clusterdb.runtime.connect_async import connect_async as connect_on_loop
 
+    if role == "auto":
+        from clusterdb.runtime.routed_async import AsyncRoutedConnection
+
+        return AsyncRoutedConnection(process.get(name), overrides)
     return await connect_on_loop(process.get(name), role, overrides)
 
 
@@ -200,3 +212,12 @@ def report_error(conn: Any, exc: BaseException) -> bool:
     trip. Other errors, and connections clusterdb did not make, change nothing (False).
     """
     return pooled.report(conn, exc) is not None
+
+
+def __getattr__(name: str) -> Any:
+    """``AsyncRoutedConnection`` and ``AsyncRoutedCursor``, imported on first use (asyncio)."""
+    if name in ("AsyncRoutedConnection", "AsyncRoutedCursor"):
+        from clusterdb.runtime import routed_async
+
+        return getattr(routed_async, name)
+    raise AttributeError(f"module 'clusterdb' has no attribute {name!r}")
