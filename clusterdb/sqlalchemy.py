@@ -26,6 +26,10 @@ pool's reset, checkout before the application has the connection.
 :func:`create_async_engine` does the same for SQLAlchemy's asyncio engine (2.0.16+: its
 ``async_creator`` is :func:`clusterdb.connect_async`): ``postgresql+psycopg`` or
 ``mysql+asyncmy``, the same listeners on its pool (``engine.sync_engine``).
+
+:func:`sessionmaker` (and :func:`async_sessionmaker`) make ORM sessions over two such engines,
+``primary`` and ``prefer-replica``, that send each statement to one of them
+(:class:`RoutingSession`).
 """
 
 from __future__ import annotations
@@ -36,19 +40,33 @@ import weakref
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy import event
-from sqlalchemy.engine import Engine, ExceptionContext
+from sqlalchemy import event, orm
+from sqlalchemy.engine import AdaptedConnection, Connection, Engine, ExceptionContext
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, QueuePool
+from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.util import await_only
 
 from clusterdb.core.description import WantedRole
 from clusterdb.core.rebalance import Rebalancer
 from clusterdb.core.roles import WANTED_ROLES
+from clusterdb.core.routing import SessionWrites
+from clusterdb.core.statement import Dialect, classify
 from clusterdb.errors import ConfigError
-from clusterdb.runtime import pooled, process
+from clusterdb.runtime import freshness, pooled, process
 from clusterdb.runtime.connect import connect as connect_cluster
 
-__all__ = ["PoolWatch", "create_async_engine", "create_engine", "follow", "watch_of"]
+__all__ = [
+    "PoolWatch",
+    "RoutingSession",
+    "async_sessionmaker",
+    "create_async_engine",
+    "create_engine",
+    "follow",
+    "sessionmaker",
+    "watch_of",
+]
 
 _URLS = {"psycopg": "postgresql+psycopg://", "pymysql": "mysql+pymysql://", "sqlite3": "sqlite://"}
 _ASYNC_URLS = {"psycopg": "postgresql+psycopg://", "pymysql": "mysql+asyncmy://"}
@@ -224,3 +242,91 @@ class PoolWatch:
             context.is_disconnect = True
         if context.is_disconnect:
             context.invalidate_pool_on_disconnect = False  # the others are judged at checkout
+
+
+def sessionmaker(
+    cluster: str, engine_kwargs: dict[str, Any] | None = None, **kw: Any
+) -> orm.sessionmaker[RoutingSession]:
+    """A SQLAlchemy ``sessionmaker`` of :class:`RoutingSession` over two engines of
+    ``cluster`` (:func:`create_engine` with ``engine_kwargs``): ``role="primary"`` and
+    ``role="prefer-replica"``. ``kw`` go to SQLAlchemy's ``sessionmaker``."""
+    engines = (
+        create_engine(cluster, "primary", **(engine_kwargs or {})),
+        create_engine(cluster, "prefer-replica", **(engine_kwargs or {})),
+    )
+    return orm.sessionmaker(class_=RoutingSession, clusterdb_engines=engines, **kw)
+
+
+def async_sessionmaker(cluster: str, engine_kwargs: dict[str, Any] | None = None, **kw: Any) -> Any:
+    """:func:`sessionmaker` for asyncio: an ``async_sessionmaker`` of ``AsyncSession`` whose
+    sync session is a :class:`RoutingSession` over two :func:`create_async_engine` engines."""
+    from sqlalchemy.ext.asyncio import async_sessionmaker as sqlalchemy_async_sessionmaker
+
+    primary = create_async_engine(cluster, "primary", **(engine_kwargs or {}))
+    replica = create_async_engine(cluster, "prefer-replica", **(engine_kwargs or {}))
+    engines = (primary.sync_engine, replica.sync_engine)
+    return sqlalchemy_async_sessionmaker(
+        sync_session_class=RoutingSession, clusterdb_engines=engines, **kw
+    )
+
+
+class RoutingSession(orm.Session):
+    """A Session that picks an engine per statement (SQLAlchemy's ``get_bind`` override):
+    flushes, INSERT/UPDATE/DELETE, ``with_for_update()`` and ``text()`` that is not a plain
+    read (clusterdb's classifier) go to the primary engine, as do the other reads of a
+    transaction that wrote; other reads go to the replica engine. After a commit that wrote,
+    reads go to a replica only once a token of the commit is known (:mod:`freshness`), else
+    to the primary, for the rest of the session: read-your-writes inside the session."""
+
+    def __init__(self, *args: Any, clusterdb_engines: tuple[Engine, Engine], **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.clusterdb_engines = clusterdb_engines
+        self.clusterdb_writes = SessionWrites()
+        self._clusterdb_primary: Connection | None = None
+        dialect = clusterdb_engines[0].dialect.name
+        self._clusterdb_dialect: Dialect = "postgresql" if dialect == "postgresql" else "mysql"
+
+    def get_bind(self, mapper: Any = None, clause: Any = None, **kw: Any) -> Engine:
+        writes = self._flushing or self._clusterdb_writes_in(clause)
+        target = self.clusterdb_writes.target(writes)
+        return self.clusterdb_engines[0 if target == "primary" else 1]
+
+    def _clusterdb_writes_in(self, clause: Any) -> bool:
+        if clause is None:
+            return False
+        if isinstance(clause, UpdateBase) or getattr(clause, "_for_update_arg", None) is not None:
+            return True
+        if isinstance(clause, TextClause):
+            c = classify(clause.text, self._clusterdb_dialect)
+            return c.target == "primary" or c.pins_session is not None
+        return False
+
+
+@event.listens_for(RoutingSession, "after_begin")
+def _began(session: RoutingSession, transaction: Any, connection: Connection) -> None:
+    if connection.engine is session.clusterdb_engines[0]:
+        session._clusterdb_primary = connection
+
+
+@event.listens_for(RoutingSession, "after_commit")
+def _committed(session: RoutingSession) -> None:
+    writes = session.clusterdb_writes
+    writes.ended(committed=True)
+    conn, session._clusterdb_primary = session._clusterdb_primary, None
+    if writes.unsynced and conn is not None:
+        writes.token_taken(_token(conn))
+
+
+@event.listens_for(RoutingSession, "after_rollback")
+def _rolled_back(session: RoutingSession) -> None:
+    session.clusterdb_writes.ended(committed=False)
+    session._clusterdb_primary = None
+
+
+def _token(conn: Connection) -> str | None:
+    """The token of the commit just made on ``conn`` (in the asyncio engine's greenlet, the
+    asyncio driver's connection is awaited)."""
+    dbapi = conn.connection.dbapi_connection
+    if isinstance(dbapi, AdaptedConnection):
+        return await_only(freshness.take_token_async(dbapi.driver_connection))
+    return freshness.take_token(dbapi)

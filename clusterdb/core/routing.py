@@ -29,7 +29,7 @@ from typing import Literal
 from clusterdb.core.description import WantedRole
 from clusterdb.core.statement_result import Classification, Target
 
-__all__ = ["ConnectRole", "RoutingState", "Target"]
+__all__ = ["ConnectRole", "RoutingState", "SessionWrites", "Target"]
 
 ConnectRole = WantedRole | Literal["auto"]
 """The ``role=`` of connect(): a node's role, or ``"auto"`` for a routed connection."""
@@ -145,3 +145,43 @@ class RoutingState:
     def replica_at(self, token: str | None) -> None:
         """The replica connection (new, or checked) has applied ``token``."""
         self.replica_token = token
+
+
+class SessionWrites:
+    """Read-your-writes for an ORM session or a web request, which pick an engine (or a
+    database alias) per statement rather than per connection: once the current transaction
+    wrote, its reads go to the primary too (the replica's transaction cannot see its
+    uncommitted rows); after it commits, reads go to a replica only once a token of its
+    writes is known (``token``: the replica connection must have applied it), else to the
+    primary. Pure; one per session or request."""
+
+    __slots__ = ("token", "unsynced", "wrote")
+
+    def __init__(self, token: str | None = None) -> None:
+        self.wrote = False
+        self.unsynced = False
+        self.token = token
+        """The token the replica connection must have applied (from an earlier request)."""
+
+    def target(self, writes: bool) -> Target:
+        """Where a statement goes: ``writes`` (a flush, DML, a locking read) to the primary,
+        as do reads of a transaction that wrote or while a commit is not yet synced."""
+        if writes:
+            self.wrote = True
+            return "primary"
+        if self.wrote or self.unsynced:
+            return "primary"
+        return "replica"
+
+    def ended(self, committed: bool) -> None:
+        """The session's transaction ended; a commit of writes leaves the session unsynced."""
+        if committed and self.wrote:
+            self.unsynced = True
+        self.wrote = False
+
+    def token_taken(self, token: str | None) -> None:
+        """The token after the commit: replicas serve reads again once they applied it (None:
+        tokens unknown, reads stay on the primary)."""
+        if token is not None:
+            self.token = token
+            self.unsynced = False

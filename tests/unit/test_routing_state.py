@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from clusterdb.core.routing import RoutingState
+from clusterdb.core.routing import RoutingState, SessionWrites
 from clusterdb.core.statement import Classifier, Dialect
 
 PG = Classifier("postgresql")
@@ -205,3 +205,25 @@ def test_autocommit_cannot_change_inside_a_transaction() -> None:
     assert state.unsynced  # the transaction's statements were unknown: assume a write
     assert state.set_autocommit(False) is None
     assert not state.autocommit
+
+
+def test_session_writes_keep_reads_on_the_primary_until_a_token_is_known() -> None:
+    s = SessionWrites()
+    assert s.target(writes=False) == "replica"
+    assert s.target(writes=True) == "primary"
+    assert s.target(writes=False) == "primary"  # the transaction that wrote reads its rows
+    s.ended(committed=True)
+    assert s.target(writes=False) == "primary"  # committed, not known to replicas yet
+    s.token_taken(None)
+    assert s.target(writes=False) == "primary"  # tokens unknown: still the primary
+    s.token_taken("0/3000060")
+    assert (s.target(writes=False), s.token) == ("replica", "0/3000060")
+
+
+def test_session_writes_rolled_back_leave_nothing_to_sync() -> None:
+    s = SessionWrites()
+    s.target(writes=True)
+    s.ended(committed=False)
+    assert s.target(writes=False) == "replica"
+    s.ended(committed=True)  # a transaction that only read
+    assert (s.unsynced, s.target(writes=False)) == (False, "replica")
