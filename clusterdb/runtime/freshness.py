@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from clusterdb.core.description import WantedRole
 from clusterdb.runtime.cluster import Cluster
 from clusterdb.runtime.connect import connect
 
@@ -27,10 +28,15 @@ async def take_token_async(conn: Any) -> str | None:
     return None
 
 
-def open_replica(cluster: Cluster, token: str | None, overrides: Mapping[str, Any]) -> Any:
-    """A connection to a replica that has applied ``token`` (None: any replica), else the
-    primary (``prefer-replica``)."""
-    return connect(cluster, "prefer-replica", dict(overrides))
+def open_replica(
+    cluster: Cluster,
+    token: str | None,
+    overrides: Mapping[str, Any],
+    role: WantedRole = "prefer-replica",
+) -> Any:
+    """A connection for ``role`` to a node that has applied ``token`` (None: any): a replica,
+    else the primary for ``prefer-replica``."""
+    return connect(cluster, role, dict(overrides))
 
 
 async def open_replica_async(
