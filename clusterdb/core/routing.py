@@ -29,12 +29,19 @@ from typing import Literal
 from clusterdb.core.description import WantedRole
 from clusterdb.core.statement_result import Classification, Target
 
-__all__ = ["ConnectRole", "RoutingState", "SessionWrites", "Target"]
+__all__ = ["ConnectRole", "RoutingState", "SessionWrites", "Target", "plain_read"]
 
 ConnectRole = WantedRole | Literal["auto"]
 """The ``role=`` of connect(): a node's role, or ``"auto"`` for a routed connection."""
 
 _BEGINS = frozenset({"begin", "begin-read-only"})
+
+
+def plain_read(c: Classification) -> bool:
+    """A read that changes nothing: in a :meth:`RoutingState.steady` state it goes to the
+    replica and leaves the state as it was (what lets a connection skip the state machine
+    for a statement text it has seen)."""
+    return c.target == "replica" and c.pins_session is None and c.transaction is None
 
 
 class RoutingState:
@@ -131,6 +138,16 @@ class RoutingState:
             return f"cannot change autocommit inside a transaction (on the {self.transaction})"
         self.autocommit = value
         return None
+
+    def steady(self) -> bool:
+        """Autocommit, no transaction, no pin and a fresh replica: every :func:`plain_read`
+        goes to the replica connection and changes nothing."""
+        return (
+            self.autocommit
+            and self.transaction is None
+            and self.pinned is None
+            and self.replica_fresh()
+        )
 
     def token_taken(self, token: str | None) -> None:
         """The primary's token after this connection's writes was read."""

@@ -75,6 +75,7 @@ class RoutedConnection(RoutedBase):
             _close_quietly(old)
         self._replica = freshness.open_replica(self._cluster, state.token, self._open_overrides())
         state.replica_at(state.token)
+        self._restate()
         return self._replica
 
     def _load_classifier(self) -> None:
@@ -130,7 +131,10 @@ class RoutedConnection(RoutedBase):
             self._state.ended(committed=False)
             self._report(target, conn, exc)
             raise
+        finally:
+            self._restate()
         self._state.ended(committed)
+        self._restate()
 
     def commit(self) -> None:
         """Commit the open transaction, where it runs (nothing when none is open)."""
@@ -149,6 +153,7 @@ class RoutedConnection(RoutedBase):
     def autocommit(self, value: bool) -> None:
         self._check_idle("autocommit")
         self._state.set_autocommit(bool(value))
+        self._restate()
         for conn in (self._primary, self._replica):
             if conn is not None:
                 _set_autocommit(conn, bool(value))
@@ -166,16 +171,19 @@ class RoutedConnection(RoutedBase):
             with conn.transaction(*args, **kwargs) as tx:
                 if outer:
                     state.opened(target)
+                    self._restate()
                 yield tx
             committed = not kwargs.get("force_rollback", False)
         finally:
             if outer:
                 state.ended(committed)
+                self._restate()
 
     def close(self) -> None:
         """Close both driver connections."""
         self._closed = True
         self._state.ended(committed=False)
+        self._restate()
         for conn in (self._primary, self._replica):
             if conn is not None:
                 _close_quietly(conn)
@@ -221,6 +229,15 @@ class RoutedCursor(CursorBase):
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
         """Run ``query`` where it is routed. Returns what the driver's execute() returns
         (PyMySQL: the row count), or this cursor where the driver returns its cursor."""
+        kept = self._fast(query)
+        if kept is not None:
+            conn, cur = kept
+            try:
+                result = cur.execute(query, params, **kwargs)
+            except Exception as exc:
+                self.connection._report("replica", conn, exc)
+                raise
+            return self._read(cur, result)
         c, target = self.connection._plan(query)
         return self._run(c, target, "execute", (query, params), kwargs)
 
@@ -234,7 +251,8 @@ class RoutedCursor(CursorBase):
         return self._run(CALLPROC, target, "callproc", (procname, params), {})
 
     def fetchone(self) -> Any:
-        return self._last().fetchone()
+        cur = self._current
+        return (cur if cur is not None else self._last()).fetchone()
 
     def fetchmany(self, size: int | None = None) -> Any:
         return self._last().fetchmany(self._arraysize if size is None else size)

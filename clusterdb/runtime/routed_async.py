@@ -77,6 +77,7 @@ class AsyncRoutedConnection(RoutedBase):
             self._cluster, state.token, self._open_overrides()
         )
         state.replica_at(state.token)
+        self._restate()
         return self._replica
 
     async def _load_classifier(self) -> None:
@@ -127,7 +128,10 @@ class AsyncRoutedConnection(RoutedBase):
             self._state.ended(committed=False)
             await self._report(target, conn, exc)
             raise
+        finally:
+            self._restate()
         self._state.ended(committed)
+        self._restate()
 
     async def commit(self) -> None:
         await self._end(True)
@@ -143,6 +147,7 @@ class AsyncRoutedConnection(RoutedBase):
         """Turn autocommit on or off (psycopg's AsyncConnection spelling)."""
         self._check_idle("autocommit")
         self._state.set_autocommit(bool(value))
+        self._restate()
         for conn in (self._primary, self._replica):
             if conn is not None:
                 await _set_autocommit(conn, bool(value))
@@ -159,15 +164,18 @@ class AsyncRoutedConnection(RoutedBase):
             async with conn.transaction(*args, **kwargs) as tx:
                 if outer:
                     state.opened(target)
+                    self._restate()
                 yield tx
             committed = not kwargs.get("force_rollback", False)
         finally:
             if outer:
                 state.ended(committed)
+                self._restate()
 
     async def close(self) -> None:
         self._closed = True
         self._state.ended(committed=False)
+        self._restate()
         for conn in (self._primary, self._replica):
             if conn is not None:
                 await _close_quietly(conn)
@@ -208,6 +216,15 @@ class AsyncRoutedCursor(CursorBase):
         return self._done(c, target, cur, result)
 
     async def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        kept = self._fast(query)
+        if kept is not None:
+            conn, cur = kept
+            try:
+                result = await cur.execute(query, params, **kwargs)
+            except Exception as exc:
+                await self.connection._report("replica", conn, exc)
+                raise
+            return self._read(cur, result)
         c, target = await self.connection._plan_async(query)
         return await self._run(c, target, "execute", (query, params), kwargs)
 

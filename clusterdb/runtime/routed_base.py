@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
-from clusterdb.core.routing import RoutingState, Target
+from clusterdb.core.routing import RoutingState, Target, plain_read
 from clusterdb.core.statement import (
     Classification,
     Classifier,
@@ -35,6 +35,9 @@ log = logging.getLogger("clusterdb.routing")
 _DIALECTS: dict[str, Dialect] = {"psycopg": "postgresql", "pymysql": "mysql"}
 NOT_TEXT = Classification("primary", "the query is not a plain string")
 CALLPROC = Classification("primary", "callproc() runs a procedure")
+
+PLAIN_READS = 256
+"""Statement texts remembered per connection as plain reads (then forgotten all at once)."""
 
 _classifiers: weakref.WeakKeyDictionary[Cluster, Classifier] = weakref.WeakKeyDictionary()
 
@@ -86,6 +89,10 @@ class RoutedBase:
         self._replica: Any = None
         self._closed = False
         self._errors = errors
+        self._steady = False
+        """RoutingState.steady() with a replica connection open: plain reads may skip it."""
+        self._plain_reads: dict[str, bool] = {}
+        """Statement texts seen to be plain reads (core.routing.plain_read)."""
         self.last_target: Target | None = None
         """Where the last statement ran: ``"primary"`` or ``"replica"``."""
 
@@ -113,6 +120,7 @@ class RoutedBase:
     def read_only(self, value: bool) -> None:
         self._check_idle("read_only")
         self._state.read_only = bool(value)
+        self._restate()
 
     @property
     def closed(self) -> bool:
@@ -142,7 +150,16 @@ class RoutedBase:
         if self._closed:
             raise self._errors.InterfaceError("the routed connection is closed")
         c = self.classify(query)
+        if type(query) is str and plain_read(c):
+            if len(self._plain_reads) >= PLAIN_READS:
+                self._plain_reads.clear()
+            self._plain_reads[query] = True
         return c, self._decide(c)
+
+    def _restate(self) -> None:
+        """Recompute whether plain reads may skip the state machine: after every change of
+        the state or of the replica connection."""
+        self._steady = not self._closed and self._replica is not None and self._state.steady()
 
     def _decide(self, c: Classification) -> Target:
         state = self._state
@@ -184,6 +201,7 @@ class RoutedBase:
             self._replica = None
         if self._state.transaction == target:
             self._state.ended(committed=False)
+        self._restate()
         return conn
 
 
@@ -213,10 +231,27 @@ class CursorBase:
         self._cursors[target] = (conn, cur)
         return cur
 
+    def _fast(self, query: Any) -> tuple[Any, Any] | None:
+        """The replica connection and its driver cursor when ``query`` is a plain read seen
+        before and the state is steady (no classification, no state change), else None."""
+        routed = self.connection
+        if routed._steady and type(query) is str and routed._plain_reads.get(query):
+            kept = self._cursors.get("replica")
+            if kept is not None and kept[0] is routed._replica and not self._closed:
+                return kept
+        return None
+
+    def _read(self, cur: Any, result: Any) -> Any:
+        """After a fast plain read on the replica's driver cursor ``cur``."""
+        self.connection.last_target = "replica"
+        self._current = cur
+        return self if result is cur else result
+
     def _done(self, c: Classification, target: Target, cur: Any, result: Any) -> Any:
         """After the driver cursor ``cur`` ran a statement classified ``c`` on ``target``."""
         routed = self.connection
         routed._state.ran(c, target)
+        routed._restate()
         routed.last_target = target
         self._current = cur
         return self if result is cur else result

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from clusterdb.core.routing import RoutingState, SessionWrites
+from clusterdb.core.routing import RoutingState, SessionWrites, plain_read
 from clusterdb.core.statement import Classifier, Dialect
 
 PG = Classifier("postgresql")
@@ -227,3 +227,39 @@ def test_session_writes_rolled_back_leave_nothing_to_sync() -> None:
     assert s.target(writes=False) == "replica"
     s.ended(committed=True)  # a transaction that only read
     assert (s.unsynced, s.target(writes=False)) == (False, "replica")
+
+
+@pytest.mark.parametrize(
+    ("setup", "steady"),
+    [
+        ([], True),
+        (["SET x = 1"], False),  # pinned
+        (["BEGIN"], False),  # in a transaction
+        (["BEGIN", "COMMIT"], True),
+        (["INSERT INTO t VALUES (1)"], False),  # a token to take first
+    ],
+)
+def test_steady_states_let_plain_reads_skip_the_state_machine(
+    setup: list[str], steady: bool
+) -> None:
+    state = RoutingState()
+    for sql in setup:
+        c = PG.classify(sql)
+        target = state.route(c)
+        state.starting(c, target)
+        state.ran(c, target)
+    assert state.steady() is steady
+    read = PG.classify("SELECT a FROM t WHERE id = %s")
+    assert plain_read(read)
+    if steady:  # what the shortcut assumes: the replica, and no change
+        before = repr(state)
+        assert state.route(read) == "replica"
+        state.ran(read, "replica")
+        assert repr(state) == before and state.steady()
+
+
+@pytest.mark.parametrize(
+    "sql", ["SELECT 1 FOR UPDATE", "BEGIN READ ONLY", "SELECT pg_advisory_lock(1)", "DELETE FROM t"]
+)
+def test_plain_read_excludes_everything_else(sql: str) -> None:
+    assert not plain_read(PG.classify(sql))
