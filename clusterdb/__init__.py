@@ -27,6 +27,7 @@ from clusterdb.core.description import WantedRole
 from clusterdb.core.routing import ConnectRole
 from clusterdb.errors import (
     AllNodesFailed,
+    CausalTokenError,
     ConfigError,
     DatabaseError,
     Error,
@@ -36,12 +37,14 @@ from clusterdb.errors import (
     UnknownClusterError,
 )
 from clusterdb.runtime import pooled, process
+from clusterdb.runtime.causal import connect_after, token_of
 from clusterdb.runtime.connect import connect as connect_cluster
 from clusterdb.runtime.pooled import NodeRef
 from clusterdb.runtime.routed import RoutedConnection, RoutedCursor
 
 __all__ = [
     "AllNodesFailed",
+    "CausalTokenError",
     "ConfigError",
     "DatabaseError",
     "Error",
@@ -54,6 +57,8 @@ __all__ = [
     "UnknownClusterError",
     "__version__",
     "apilevel",
+    "causal_token",
+    "causal_token_async",
     "close",
     "clusters",
     "connect",
@@ -117,7 +122,9 @@ def load_config(path: str | None = None) -> tuple[str, ...]:
     return tuple(c.name for c in configs)
 
 
-def connect(name: str, *, role: ConnectRole = "any", **overrides: Any) -> Any:
+def connect(
+    name: str, *, role: ConnectRole = "any", after: str | None = None, **overrides: Any
+) -> Any:
     """A connection to a node of cluster ``name``: the driver's own connection object.
 
     ``role``: ``"any"``, ``"primary"``, ``"replica"`` or ``"prefer-replica"``; ``"auto"``
@@ -127,29 +134,62 @@ def connect(name: str, *, role: ConnectRole = "any", **overrides: Any) -> Any:
     seconds (sub-second values allowed). Raises :class:`AllNodesFailed` (also the driver's
     ``OperationalError``) when no node could be reached, :class:`NoSuitableNode` when none
     fits ``role``.
+
+    ``after``: a token from :func:`causal_token`: only a node that has applied it is returned
+    (read-your-writes). A replica the monitor or one round trip finds past it; else one that
+    gets there within the cluster's ``causal_wait``; else the primary for ``prefer-replica``
+    and ``any``, :class:`NoSuitableNode` naming the token for ``replica``. A malformed token
+    or one of another cluster raises :class:`CausalTokenError`.
     """
+    cluster = process.get(name)
     if role == "auto":
-        return RoutedConnection(process.get(name), overrides)
-    return connect_cluster(process.get(name), role, overrides)
+        return RoutedConnection(cluster, overrides, after)
+    if after is None:
+        return connect_cluster(cluster, role, overrides)
+    return connect_after(cluster, role, overrides, after)
 
 
-async def connect_async(name: str, *, role: ConnectRole = "any", **overrides: Any) -> Any:
+def causal_token(conn: Any) -> str:
+    """Where the cluster's log stood after ``conn``'s last commit, as a token for
+    ``connect(after=...)``: plain text (cookie- and header-safe), one round trip.
+
+    ``conn``: a (sync) connection clusterdb returned, on a primary (its writes) or a replica
+    (what it has applied). For asyncio connections use :func:`causal_token_async`. Raises
+    InterfaceError for any other object or a driver without tokens.
+    """
+    return token_of(conn)
+
+
+async def causal_token_async(conn: Any) -> str:
+    """:func:`causal_token` for a connection :func:`connect_async` returned."""
+    from clusterdb.runtime.causal_async import token_of_async
+
+    return await token_of_async(conn)
+
+
+async def connect_async(
+    name: str, *, role: ConnectRole = "any", after: str | None = None, **overrides: Any
+) -> Any:
     """:func:`connect` on the running event loop: attempts are tasks, hedge delays are loop
     timers, and the loop is never blocked. Returns the asyncio driver's own connection:
     ``psycopg.AsyncConnection`` for psycopg clusters, an asyncmy connection for PyMySQL ones
     (one registration serves both functions, and they share the nodes' state and stats).
 
-    Same arguments and errors as :func:`connect` (bound to the asyncio driver's
+    Same arguments (``after=`` too) and errors as :func:`connect` (bound to the asyncio driver's
     ``OperationalError``). Cancelling it (``asyncio.wait_for``...) cancels its attempts and
     closes whatever they opened.
     """
+    from clusterdb.runtime.causal_async import connect_after_async
     from clusterdb.runtime.connect_async import connect_async as connect_on_loop
 
+    cluster = process.get(name)
     if role == "auto":
         from clusterdb.runtime.routed_async import AsyncRoutedConnection
 
-        return AsyncRoutedConnection(process.get(name), overrides)
-    return await connect_on_loop(process.get(name), role, overrides)
+        return AsyncRoutedConnection(cluster, overrides, after)
+    if after is None:
+        return await connect_on_loop(cluster, role, overrides)
+    return await connect_after_async(cluster, role, overrides, after)
 
 
 def close(timeout: float = 1.0) -> bool:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from contextvars import ContextVar
 from typing import Any
 
 import sqlalchemy
@@ -55,6 +56,7 @@ from clusterdb.core.routing import SessionWrites
 from clusterdb.core.statement import Dialect, classify
 from clusterdb.errors import ConfigError
 from clusterdb.runtime import freshness, pooled, process
+from clusterdb.runtime.cluster import Cluster
 from clusterdb.runtime.connect import connect as connect_cluster
 
 __all__ = [
@@ -67,6 +69,11 @@ __all__ = [
     "sessionmaker",
     "watch_of",
 ]
+
+_READ_ROLES = ("replica", "prefer-replica")
+_after: ContextVar[str | None] = ContextVar("clusterdb_sqlalchemy_after", default=None)
+"""The token a routing session's next replica connection must have applied (set by its
+get_bind, read by the replica engine's checkout and creator in the same context)."""
 
 _URLS = {"psycopg": "postgresql+psycopg://", "pymysql": "mysql+pymysql://", "sqlite3": "sqlite://"}
 _ASYNC_URLS = {"psycopg": "postgresql+psycopg://", "pymysql": "mysql+asyncmy://"}
@@ -107,6 +114,9 @@ def create_engine(cluster: str, role: WantedRole = "any", **engine_kwargs: Any) 
     watch = PoolWatch(role)
 
     def creator() -> Any:
+        after = _after.get() if role in _READ_ROLES else None
+        if after is not None:  # a routing session's read after its commit
+            return freshness.open_replica(process.get(cluster), after, {}, role)
         return connect_cluster(process.get(cluster), role, {}, watch.take_destination())
 
     engine = sqlalchemy.create_engine(url, creator=creator, **engine_kwargs)
@@ -128,6 +138,9 @@ def create_async_engine(cluster: str, role: WantedRole = "any", **engine_kwargs:
     watch = PoolWatch(role)
 
     async def creator() -> Any:
+        after = _after.get() if role in _READ_ROLES else None
+        if after is not None:
+            return await freshness.open_replica_async(process.get(cluster), after, {}, role)
         return await connect_async(process.get(cluster), role, {}, watch.take_destination())
 
     engine = sqlalchemy_async_engine(url, async_creator=creator, **engine_kwargs)
@@ -254,6 +267,7 @@ def sessionmaker(
         create_engine(cluster, "primary", **(engine_kwargs or {})),
         create_engine(cluster, "prefer-replica", **(engine_kwargs or {})),
     )
+    event.listen(engines[1], "checkout", _checkout_after)
     return orm.sessionmaker(class_=RoutingSession, clusterdb_engines=engines, **kw)
 
 
@@ -265,6 +279,7 @@ def async_sessionmaker(cluster: str, engine_kwargs: dict[str, Any] | None = None
     primary = create_async_engine(cluster, "primary", **(engine_kwargs or {}))
     replica = create_async_engine(cluster, "prefer-replica", **(engine_kwargs or {}))
     engines = (primary.sync_engine, replica.sync_engine)
+    event.listen(engines[1], "checkout", _checkout_after)
     return sqlalchemy_async_sessionmaker(
         sync_session_class=RoutingSession, clusterdb_engines=engines, **kw
     )
@@ -289,7 +304,10 @@ class RoutingSession(orm.Session):
     def get_bind(self, mapper: Any = None, clause: Any = None, **kw: Any) -> Engine:
         writes = self._flushing or self._clusterdb_writes_in(clause)
         target = self.clusterdb_writes.target(writes)
-        return self.clusterdb_engines[0 if target == "primary" else 1]
+        if target == "primary":
+            return self.clusterdb_engines[0]
+        _after.set(self.clusterdb_writes.token)  # for the replica engine's checkout
+        return self.clusterdb_engines[1]
 
     def _clusterdb_writes_in(self, clause: Any) -> bool:
         if clause is None:
@@ -323,10 +341,43 @@ def _rolled_back(session: RoutingSession) -> None:
     session._clusterdb_primary = None
 
 
+def _checkout_after(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
+    """A routing session's replica connection must have applied its token: checked once per
+    connection and token (one round trip); a connection behind is replaced by one opened
+    after the token (DisconnectionError: the pool calls the creator, which reads it). Without
+    a token, a connection on the primary (a token's fallback) is replaced while a replica
+    fits, so that reads go back to replicas."""
+    token = _after.get()
+    if token is not None and record.info.get("clusterdb_after") == token:
+        return
+    raw = _driver(dbapi_connection)
+    tag = pooled.tag_of(raw)
+    if tag is None or not isinstance(tag.cluster, Cluster):
+        return
+    if token is None:
+        replicas = tag.fitness.assessment("replica").fit
+        if replicas and tag.node not in replicas:
+            raise DisconnectionError("clusterdb: a fallback to the primary, replicas are back")
+        return
+    if isinstance(dbapi_connection, AdaptedConnection):
+        fresh = await_only(freshness.applied_async(tag.cluster, raw, token))
+    else:
+        fresh = freshness.applied(tag.cluster, raw, token)
+    if not fresh:
+        raise DisconnectionError("clusterdb: this replica has not applied the session's writes")
+    record.info["clusterdb_after"] = token
+
+
+def _driver(dbapi_connection: Any) -> Any:
+    if isinstance(dbapi_connection, AdaptedConnection):
+        return dbapi_connection.driver_connection
+    return dbapi_connection
+
+
 def _token(conn: Connection) -> str | None:
     """The token of the commit just made on ``conn`` (in the asyncio engine's greenlet, the
     asyncio driver's connection is awaited)."""
     dbapi = conn.connection.dbapi_connection
     if isinstance(dbapi, AdaptedConnection):
         return await_only(freshness.take_token_async(dbapi.driver_connection))
-    return freshness.take_token(dbapi)
+    return freshness.take_token(_driver(dbapi))

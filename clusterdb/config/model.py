@@ -110,6 +110,9 @@ class ClusterOptions:
     """Overall deadline of one connect(), seconds (sub-second allowed)."""
     max_lag: float | None = None
     """Replicas lagging more (seconds) are not chosen for "replica" / "prefer-replica"."""
+    causal_wait: float = 1.0
+    """connect(after=token): seconds to wait for a replica to apply the token before the
+    primary serves (``prefer-replica``) or NoSuitableNode is raised (``replica``)."""
     heartbeat: float = 5.0
     """Seconds between two probes of a healthy node."""
     monitor: bool = True

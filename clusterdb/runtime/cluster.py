@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from clusterdb.config import ClusterConfig, ClusterOptions
+from clusterdb.core.causal import Token, covers
+from clusterdb.core.causal_rules import Avoid, without
 from clusterdb.core.description import ClusterDescription, Role, WantedRole
 from clusterdb.core.events import Event
 from clusterdb.core.node_state import NodeRecord
@@ -83,6 +85,7 @@ class Cluster:
         self._single_writer = config.options.single_writer
         self._targets = {e.name: t for e, t in zip(config.nodes, targets, strict=True)}
         self._connects = self._failures = 0  # connect() calls that returned, that raised
+        self._causal = (0, 0)  # connect(after=token) calls that waited, that fell back
         self._watched_by: Watcher | None = None
         self._in_flight = 0  # attempts pending on every node, queued ones included
         # The floor: a quarter of the latency window's absolute part (docs/design/state.md).
@@ -132,10 +135,11 @@ class Cluster:
         return ClusterDescription(self.name, nodes)
 
     def begin(
-        self, wanted: WantedRole, prefer: str | None = None
+        self, wanted: WantedRole, prefer: str | None = None, avoid: Avoid | None = None
     ) -> tuple[Plan, ClusterDescription]:
         """Plan one connect() and count its first attempts (all of a race) as pending;
-        ``prefer``: a node to try first when the plan has it (a pool moving a connection).
+        ``prefer``: a node to try first when the plan has it (a pool moving a connection);
+        ``avoid``: (nodes to leave out, why) (a token they have not applied).
 
         A ranking is kept (:class:`RankingCache`) while no attempt is pending but queued ones.
         A kept ranking does not wait for the outbox (the plain lock): the latest connect's
@@ -151,6 +155,8 @@ class Cluster:
             else:
                 _, _, ranking, desc = kept
             chosen = ranking.draw(self._rng)
+            if avoid is not None:
+                chosen = without(chosen, *avoid)
             if prefer is not None:
                 chosen = first_on(chosen, prefer)
             first = chosen.nodes if chosen.race else chosen.nodes[:1]
@@ -295,6 +301,17 @@ class Cluster:
         """Changes whenever a kept ranking may no longer hold (read without the lock)."""
         return self._rankings.epoch
 
+    def applied_by(self, token: Token) -> frozenset[str]:
+        """Replicas up whose last probe saw ``token`` applied (positions only grow)."""
+        with self._lock:
+            ns = self._nodes.values()
+            return frozenset(n.name for n in ns if n.role == "replica" and covers(n.applied, token))
+
+    def record_causal(self, waited: bool, fell_back: bool) -> None:
+        """Count a connect(after=token) that ``waited`` for a replica, that ``fell_back``."""
+        with self._lock:
+            self._causal = (self._causal[0] + waited, self._causal[1] + fell_back)
+
     def record_hedge(self, node: str, elapsed: float) -> None:
         """``node`` has not answered after ``elapsed`` s: rank it down now, not at its timeout."""
         now = time.monotonic()
@@ -335,10 +352,9 @@ class Cluster:
         """Every node's counters and estimates, taken at one moment."""
         with self._locked:
             nodes = tuple(n.snapshot() for n in self._nodes.values())
-            connects, failures = self._connects, self._failures
-        return ClusterStats(
-            self.name, self.adapter.name, nodes, connects, failures, datetime.now(UTC)
-        )
+            connects, failures, causal = self._connects, self._failures, self._causal
+        now = datetime.now(UTC)
+        return ClusterStats(self.name, self.adapter.name, nodes, connects, failures, now, *causal)
 
     def reset_stats(self) -> None:
         """Zero counters and timestamps; keep estimates, state, role and pending attempts
@@ -347,6 +363,7 @@ class Cluster:
             for n in self._nodes.values():
                 n.reset_counters()
             self._connects = self._failures = 0
+            self._causal = (0, 0)
 
     # -- process lifecycle --
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from time import monotonic
 from typing import Any
 
+from clusterdb.core.causal_rules import Avoid
 from clusterdb.core.description import Role, WantedRole
 from clusterdb.core.roles import role_wins
 from clusterdb.drivers.base import Pending
@@ -30,14 +31,18 @@ _NOT_CONNECTED = (Exception, Pending)  # what start() gives when it has no conne
 
 
 def connect(
-    cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any], prefer: str | None = None
+    cluster: Cluster,
+    wanted: WantedRole,
+    overrides: dict[str, Any],
+    prefer: str | None = None,
+    avoid: Avoid | None = None,
 ) -> Any:
     """One clusterdb.connect(): plan, race, count the outcome. ``overrides`` go to the driver,
     except ``connect_timeout``, the overall deadline; ``prefer``: a node to try first when
-    it fits (a pool moving a connection)."""
+    it fits (a pool moving a connection); ``avoid``: (nodes to leave out, why)."""
     adapter = cluster.adapter
     chosen, timeout, detect = plan_connect(
-        cluster, wanted, overrides, adapter.operational_error, adapter.role_is_free, prefer
+        cluster, wanted, overrides, adapter.operational_error, adapter.role_is_free, prefer, avoid
     )
     begun: Begun | None = None
     try:

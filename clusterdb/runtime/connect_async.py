@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from time import monotonic
 from typing import Any
 
+from clusterdb.core.causal_rules import Avoid
 from clusterdb.core.description import Role, WantedRole
 from clusterdb.core.roles import role_wins
 from clusterdb.drivers import get_async_adapter
@@ -29,14 +30,18 @@ _NOT_CONNECTED = (Exception, AsyncPending)  # what start() gives when it has no 
 
 
 async def connect_async(
-    cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any], prefer: str | None = None
+    cluster: Cluster,
+    wanted: WantedRole,
+    overrides: dict[str, Any],
+    prefer: str | None = None,
+    avoid: Avoid | None = None,
 ) -> Any:
     """The asyncio driver's connection to the node that won; ``overrides`` go to the driver,
     except ``connect_timeout``, the overall deadline; ``prefer``: a node to try first when it
-    fits (a pool moving a connection)."""
+    fits (a pool moving a connection); ``avoid``: (nodes to leave out, why)."""
     adapter = get_async_adapter(cluster.adapter)
     plan, timeout, detect = plan_connect(
-        cluster, wanted, overrides, adapter.operational_error, adapter.role_is_free, prefer
+        cluster, wanted, overrides, adapter.operational_error, adapter.role_is_free, prefer, avoid
     )
     begun: tuple[Any, float] | None = None
     try:

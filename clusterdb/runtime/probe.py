@@ -46,4 +46,5 @@ def probe_once(adapter: DriverAdapter, target: ConnectArgs, timeout: float) -> P
         lag=result.lag,
         stopped=result.stopped,
         wsrep=result.wsrep,
+        applied=result.applied,
     )

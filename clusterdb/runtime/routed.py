@@ -47,8 +47,10 @@ def _set_autocommit(conn: Any, value: bool) -> None:
 class RoutedConnection(RoutedBase):
     """A PEP 249 connection over a primary and a replica connection (see the module)."""
 
-    def __init__(self, cluster: Cluster, overrides: Mapping[str, Any]) -> None:
-        super().__init__(cluster, overrides, cluster.adapter.module)
+    def __init__(
+        self, cluster: Cluster, overrides: Mapping[str, Any], after: str | None = None
+    ) -> None:
+        super().__init__(cluster, overrides, cluster.adapter.module, after)
 
     # -- the driver connections ---------------------------------------------------------
 
@@ -68,11 +70,17 @@ class RoutedConnection(RoutedBase):
             state.token_taken(
                 None if self._primary is None else freshness.take_token(self._primary)
             )
-        if self._replica is not None and state.replica_fresh():
-            return self._replica
-        old, self._replica = self._replica, None
-        if old is not None:
-            _close_quietly(old)
+        kept = self._replica
+        if kept is not None and (
+            state.replica_fresh()
+            or (state.token is not None and freshness.applied(self._cluster, kept, state.token))
+        ):
+            state.replica_at(state.token)
+            self._restate()
+            return kept
+        self._replica = None
+        if kept is not None:
+            _close_quietly(kept)
         self._replica = freshness.open_replica(self._cluster, state.token, self._open_overrides())
         state.replica_at(state.token)
         self._restate()

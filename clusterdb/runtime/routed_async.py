@@ -46,9 +46,11 @@ class AsyncRoutedConnection(RoutedBase):
     """:class:`~clusterdb.runtime.routed.RoutedConnection` for asyncio: ``cursor()`` as
     usual, and ``await`` for execute, fetch*, commit, rollback and close."""
 
-    def __init__(self, cluster: Cluster, overrides: Mapping[str, Any]) -> None:
+    def __init__(
+        self, cluster: Cluster, overrides: Mapping[str, Any], after: str | None = None
+    ) -> None:
         errors = errors_of(get_async_adapter(cluster.adapter).operational_error)
-        super().__init__(cluster, overrides, errors)
+        super().__init__(cluster, overrides, errors, after)
 
     async def _connection(self, target: Target) -> Any:
         if target == "primary":
@@ -68,11 +70,20 @@ class AsyncRoutedConnection(RoutedBase):
             state.token_taken(
                 None if primary is None else await freshness.take_token_async(primary)
             )
-        if self._replica is not None and state.replica_fresh():
-            return self._replica
-        old, self._replica = self._replica, None
-        if old is not None:
-            await _close_quietly(old)
+        kept = self._replica
+        if kept is not None and (
+            state.replica_fresh()
+            or (
+                state.token is not None
+                and await freshness.applied_async(self._cluster, kept, state.token)
+            )
+        ):
+            state.replica_at(state.token)
+            self._restate()
+            return kept
+        self._replica = None
+        if kept is not None:
+            await _close_quietly(kept)
         self._replica = await freshness.open_replica_async(
             self._cluster, state.token, self._open_overrides()
         )

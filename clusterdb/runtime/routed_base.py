@@ -74,13 +74,20 @@ def lookup_query(cluster: Cluster) -> str:
 class RoutedBase:
     """The state of one routed connection, and what needs no I/O."""
 
-    def __init__(self, cluster: Cluster, overrides: Mapping[str, Any], errors: ModuleType) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        overrides: Mapping[str, Any],
+        errors: ModuleType,
+        after: str | None = None,
+    ) -> None:
         overrides = dict(overrides)
         autocommit = overrides.pop("autocommit", True)
         self._cluster = cluster
         self._dialect = dialect_of(cluster)
         self._overrides = overrides
         self._state = RoutingState(autocommit=bool(autocommit))
+        self._state.token = after  # reads only from a replica that has applied it
         self._classify: Callable[[str], Classification] | None = None
         found = kept_classifier(cluster)
         if found is not None:

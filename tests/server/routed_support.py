@@ -39,7 +39,7 @@ PG_CORPUS: list[tuple[str, str | None, object]] = [
     ("SELECT nextval('{t}_seq')", "SELECT currval('{t}_seq')", 1),
     ("VACUUM {t}", None, None),
     ("ANALYZE {t}", None, None),
-    ("SELECT * INTO {t}_copy FROM {t}", "SELECT /* clusterdb:primary */ count(*) FROM {t}_copy", 1),
+    ("SELECT * INTO {t}_copy FROM {t}", "SELECT count(*) FROM {t}_copy", 1),
     ("DO $$ BEGIN PERFORM 1; END $$", None, None),
     ("NOTIFY {t}", None, None),
     ("SELECT txid_current() > 0", None, None),

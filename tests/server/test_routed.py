@@ -212,3 +212,45 @@ def test_mariadb_errors_are_pymysql_s(mariadb_cluster: MariaDBCluster) -> None:
             cur.execute("SELECT * FROM no_such_table")
         assert cur.execute("SELECT 1") == 1  # PyMySQL's execute() returns the row count
         assert cur.fetchall() == ((1,),)
+
+
+NODE_EXPR = {
+    "psycopg": "current_setting('clusterdb_test.node_name')",
+    "pymysql": "@@report_host",
+}
+
+
+def _write_then_read(cluster: Cluster, cycles: int, **options: Any) -> tuple[int, int]:
+    """(stale reads, reads served by a replica) over ``cycles`` write-then-read cycles on one
+    routed connection, with the first replica applying changes 1 s late."""
+    t = table_name()
+    make_table(cluster, t)
+    cluster.set_replication_delay(cluster.replicas[0], 1)
+    primary = cluster.primary.name
+    stale = on_replica = 0
+    with registered(cluster, **options) as name, clusterdb.connect(name, role="auto") as conn:
+        cur = conn.cursor()
+        read = f"SELECT v, {NODE_EXPR[cluster.driver]} FROM {t} WHERE id = %s"
+        for i in range(cycles):
+            cur.execute(f"INSERT INTO {t} VALUES (%s, %s)", (i, str(i)))
+            cur.execute(read, (i,))
+            row = cur.fetchone()
+            stale += row is None
+            on_replica += row is not None and row[1] != primary
+    return stale, on_replica
+
+
+@pytest.mark.postgres
+def test_pg_write_then_read_is_never_stale(pg_cluster: PostgresCluster) -> None:
+    stale, on_replica = _write_then_read(pg_cluster, 100)
+    print(f"write-then-read: {stale} stale, {on_replica} of 100 on a replica")
+    assert stale == 0
+    assert on_replica >= 90  # the other replica applies in time (or is waited for)
+
+
+@pytest.mark.mariadb
+def test_mariadb_write_then_read_is_never_stale(mariadb_cluster: MariaDBCluster) -> None:
+    # its only replica is 1 s late: reads fall back to the primary after causal_wait
+    stale, on_replica = _write_then_read(mariadb_cluster, 10, causal_wait=0.2)
+    print(f"write-then-read: {stale} stale, {on_replica} of 10 on a replica")
+    assert stale == 0
