@@ -50,7 +50,9 @@ class RoutedConnection(RoutedBase):
     def __init__(
         self, cluster: Cluster, overrides: Mapping[str, Any], after: str | None = None
     ) -> None:
-        super().__init__(cluster, overrides, cluster.adapter.module, after)
+        module = cluster.adapter.module
+        cursor_class = getattr(module, "Cursor", None) or module.cursors.Cursor
+        super().__init__(cluster, overrides, module, after, cursor_class)
 
     # -- the driver connections ---------------------------------------------------------
 
@@ -128,6 +130,8 @@ class RoutedConnection(RoutedBase):
         return cur
 
     def _end(self, committed: bool) -> None:
+        if self._closed:
+            raise self._errors.InterfaceError("the routed connection is closed")
         target = self._state.transaction
         if target is None:
             return
@@ -188,7 +192,9 @@ class RoutedConnection(RoutedBase):
                 self._restate()
 
     def close(self) -> None:
-        """Close both driver connections."""
+        """Close both driver connections (a second close raises where the driver's does)."""
+        if self._closed and self._dialect == "mysql":
+            raise self._errors.Error("Already closed")  # PyMySQL's
         self._closed = True
         self._state.ended(committed=False)
         self._restate()
@@ -211,7 +217,8 @@ class RoutedConnection(RoutedBase):
             if not self._closed:
                 self._end(exc_type is None)
         finally:
-            self.close()
+            if not self._closed:
+                self.close()
 
 
 class RoutedCursor(CursorBase):
@@ -253,8 +260,9 @@ class RoutedCursor(CursorBase):
         c, target = self.connection._plan(query)
         return self._run(c, target, "executemany", (query, seq_of_params), kwargs)
 
-    def callproc(self, procname: str, params: Any = ()) -> Any:
-        """Runs on the primary: a procedure may write."""
+    def _callproc(self, procname: str, params: Any = ()) -> Any:
+        """``callproc()`` where the driver has it: runs on the primary (a procedure may
+        write)."""
         target = self.connection._decide(CALLPROC)
         return self._run(CALLPROC, target, "callproc", (procname, params), {})
 
@@ -273,12 +281,6 @@ class RoutedCursor(CursorBase):
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self._last())
-
-    def setinputsizes(self, sizes: Any) -> None:
-        pass
-
-    def setoutputsize(self, size: Any, column: Any = None) -> None:
-        pass
 
     def close(self) -> None:
         self._closed = True

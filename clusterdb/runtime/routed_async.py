@@ -7,6 +7,7 @@ driver's (psycopg's ``AsyncConnection``, asyncmy), opened by :func:`connect_asyn
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any
@@ -50,7 +51,10 @@ class AsyncRoutedConnection(RoutedBase):
         self, cluster: Cluster, overrides: Mapping[str, Any], after: str | None = None
     ) -> None:
         errors = errors_of(get_async_adapter(cluster.adapter).operational_error)
-        super().__init__(cluster, overrides, errors, after)
+        cursor_class = getattr(errors, "AsyncCursor", None)  # psycopg; asyncmy's:
+        if cursor_class is None:
+            cursor_class = importlib.import_module("asyncmy.cursors").Cursor
+        super().__init__(cluster, overrides, errors, after, cursor_class)
 
     async def _connection(self, target: Target) -> Any:
         if target == "primary":
@@ -128,6 +132,8 @@ class AsyncRoutedConnection(RoutedBase):
         return cur
 
     async def _end(self, committed: bool) -> None:
+        if self._closed:
+            raise self._errors.InterfaceError("the routed connection is closed")
         target = self._state.transaction
         if target is None:
             return
@@ -243,7 +249,7 @@ class AsyncRoutedCursor(CursorBase):
         c, target = await self.connection._plan_async(query)
         return await self._run(c, target, "executemany", (query, seq_of_params), kwargs)
 
-    async def callproc(self, procname: str, params: Any = ()) -> Any:
+    async def _callproc(self, procname: str, params: Any = ()) -> Any:
         target = self.connection._decide(CALLPROC)
         return await self._run(CALLPROC, target, "callproc", (procname, params), {})
 

@@ -36,6 +36,19 @@ _DIALECTS: dict[str, Dialect] = {"psycopg": "postgresql", "pymysql": "mysql"}
 NOT_TEXT = Classification("primary", "the query is not a plain string")
 CALLPROC = Classification("primary", "callproc() runs a procedure")
 
+_EXCEPTIONS = (
+    "Warning",
+    "Error",
+    "InterfaceError",
+    "DatabaseError",
+    "DataError",
+    "OperationalError",
+    "IntegrityError",
+    "InternalError",
+    "ProgrammingError",
+    "NotSupportedError",
+)
+
 PLAIN_READS = 256
 """Statement texts remembered per connection as plain reads (then forgotten all at once)."""
 
@@ -80,6 +93,7 @@ class RoutedBase:
         overrides: Mapping[str, Any],
         errors: ModuleType,
         after: str | None = None,
+        cursor_class: type | None = None,
     ) -> None:
         overrides = dict(overrides)
         autocommit = overrides.pop("autocommit", True)
@@ -96,6 +110,10 @@ class RoutedBase:
         self._replica: Any = None
         self._closed = False
         self._errors = errors
+        self._cursor_class = cursor_class
+        """The driver's cursor class: which optional cursor methods the driver has."""
+        for name in _EXCEPTIONS:  # the DB-API's optional extension, as the driver's
+            setattr(self, name, getattr(errors, name))
         self._steady = False
         """RoutingState.steady() with a replica connection open: plain reads may skip it."""
         self._plain_reads: dict[str, bool] = {}
@@ -217,6 +235,7 @@ class CursorBase:
     (made again when the target's connection was replaced), and the one that ran last."""
 
     connection: RoutedBase
+    _callproc: Callable[..., Any]  # each subclass's: to the primary
 
     def __init__(self, connection: RoutedBase, args: Sequence[Any], kwargs: Mapping[str, Any]):
         self.connection = connection
@@ -293,6 +312,21 @@ class CursorBase:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def __getattr__(self, name: str) -> Any:
+        """``callproc``, ``setinputsizes`` and ``setoutputsize`` where the driver's cursor
+        has them (psycopg has no callproc; PyMySQL spells ``setoutputsizes``)."""
+        if name.startswith("_") or not hasattr(self.connection._cursor_class, name):
+            raise AttributeError(name)
+        if name == "callproc":
+            return self._callproc
+        if name in ("setinputsizes", "setoutputsize"):
+            return _nothing
+        raise AttributeError(name)
+
+
+def _nothing(*args: Any) -> None:
+    """The DB-API's size hints: drivers ignore them, so does a routed cursor."""
 
 
 def errors_of(exc_type: type[BaseException]) -> ModuleType:
