@@ -24,6 +24,7 @@ from typing import Any
 from clusterdb import stats
 from clusterdb.config import cluster_from_kwargs, load_file
 from clusterdb.core.description import WantedRole
+from clusterdb.core.membership import MembershipChange
 from clusterdb.core.routing import ConnectRole
 from clusterdb.errors import (
     AllNodesFailed,
@@ -49,6 +50,7 @@ __all__ = [
     "DatabaseError",
     "Error",
     "InterfaceError",
+    "MembershipChange",
     "NoSuitableNode",
     "NodeRef",
     "OperationalError",
@@ -56,6 +58,7 @@ __all__ = [
     "RoutedCursor",
     "UnknownClusterError",
     "__version__",
+    "add_node",
     "apilevel",
     "causal_token",
     "causal_token_async",
@@ -70,6 +73,8 @@ __all__ = [
     "paramstyle",
     "probe",
     "register",
+    "reload",
+    "remove_node",
     "report_error",
     "stats",
     "threadsafety",
@@ -113,13 +118,44 @@ def clusters() -> tuple[str, ...]:
 def load_config(path: str | None = None) -> tuple[str, ...]:
     """Register every ``[clusters.NAME]`` of a TOML file (default: ``$CLUSTERDB_CONFIG``).
 
-    Returns the names registered. The whole file is validated before any cluster is
-    registered.
+    Returns the names registered. The whole file is validated (and bound to the drivers)
+    before any cluster changes. A cluster already registered with the same driver is updated
+    in place, as :func:`reload` does: its unchanged nodes keep their state and stats.
     """
-    configs = load_file(path)
-    for config in configs:
-        process.register(config)
-    return tuple(c.name for c in configs)
+    return tuple(reload(path))
+
+
+def reload(path: str | None = None) -> dict[str, MembershipChange]:
+    """Read a TOML file again (default: ``$CLUSTERDB_CONFIG``) and apply it to the running
+    process: each cluster already registered with the same driver takes its new options at
+    once and its new node list as :func:`add_node` / :func:`remove_node` would (nodes of the
+    same name and settings keep their state, stats and latency estimates; new ones are
+    added; missing ones retired; a node whose settings changed starts afresh); other clusters
+    are registered. Connections already open are left alone. Clusters absent from the file
+    are left registered. Returns each cluster's change (``added``, ``removed``, ``changed``).
+    """
+    return process.reload(load_file(path))
+
+
+def add_node(cluster: str, spec: Any) -> str:
+    """Add a node to registered ``cluster`` while it serves; returns the node's name.
+
+    ``spec``: one node as register()'s ``nodes=`` takes it (a mapping of ``name``, ``host``,
+    ``port``, ``dsn``, ``password_env``, ``password_file``, driver keywords; or a DSN string),
+    with the cluster's driver keywords as defaults. The monitor probes it at once; connect()
+    may choose it as soon as this returns. Raises ConfigError for a bad spec or a name the
+    cluster already has, UnknownClusterError for an unknown cluster.
+    """
+    return process.get(cluster).add_node(spec)
+
+
+def remove_node(cluster: str, name: str) -> None:
+    """Retire node ``name`` of ``cluster``: no connect() planned after this returns tries
+    it, the monitor stops probing it, its stats leave the snapshot. Connections already open
+    to it are left alone (:func:`fits` is False for them, so pools replace them). Raises
+    InterfaceError for an unknown node or the cluster's last node.
+    """
+    process.get(cluster).remove_node(name)
 
 
 def connect(
@@ -236,9 +272,10 @@ def fits(conn: Any, role: WantedRole = "any") -> bool:
     """Would clusterdb hand ``conn`` out for ``role`` now? No I/O (about a microsecond).
 
     False when its node is down, drained, no longer of ``role``, a replica lagging more than
-    ``max_lag``, or far slower than the fastest node that fits (or its cluster was registered
-    again since); True for a connection clusterdb did not make. For pools: check it at
-    checkout and open a new connection through :func:`connect` when it does not fit.
+    ``max_lag``, far slower than the fastest node that fits, removed or changed since (or its
+    cluster was registered again since); True for a connection clusterdb did not make. For
+    pools: check it at checkout and open a new connection through :func:`connect` when it
+    does not fit.
     """
     return pooled.fits(conn, role)
 

@@ -125,6 +125,10 @@ class ClusterOptions:
     single_writer: bool = False
     """Galera: ``role="primary"`` goes to one synced node only (the first in the node list),
     to avoid certification conflicts; see :func:`clusterdb.core.roles.preferred_writer`."""
+    causal_reads: bool = False
+    """Galera (PyMySQL and asyncmy): every session clusterdb opens runs ``SET SESSION
+    wsrep_sync_wait = 1`` first (PyMySQL's ``init_command``), so a read waits until the node
+    has applied every write committed anywhere in the cluster before it began."""
     selection: SelectionPolicy = field(default_factory=SelectionPolicy)
     hedge: HedgePolicy = field(default_factory=HedgePolicy)
     backoff: Backoff = field(default_factory=Backoff)

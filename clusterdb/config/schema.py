@@ -96,6 +96,7 @@ OPTIONS: Mapping[str, Option] = {
         Option("pipeline_handshake", "options", "pipeline_handshake", value_type=bool),
         Option("topology", "options", "topology", value_type=str, choices=TOPOLOGIES),
         Option("single_writer", "options", "single_writer", value_type=bool),
+        Option("causal_reads", "options", "causal_reads", value_type=bool),
         Option("latency_window_ms", "selection", "window_ms", unit=_MS),
         Option("latency_window_ratio", "selection", "window_ratio"),
         Option("latency_weight_exponent", "selection", "weight_exponent"),

@@ -113,6 +113,9 @@ class NodeRecord:
     applied: Position | None = None
     """A replica's applied log position at its last probe (read-your-writes tokens)."""
     rtt: LatencyEstimate = field(default_factory=LatencyEstimate)
+    retired: bool = field(default=False, repr=False)
+    """Removed from its cluster, or replaced by a changed node's record: its late results
+    are not its to record (runtime.membership)."""
     # -- caches --
     keep: tuple[float, float] = field(default=_NO_BAND, repr=False)
     """The band kept rankings ranked this node's estimate within (RankingCache.band)."""

@@ -52,10 +52,10 @@ def connect(
             node = chosen.nodes[0]
             began = monotonic()
             patience = min(chosen.hedge_delays[0], timeout)
-            target = cluster.target(node)
-            # idle=cluster.fold: earlier connects' stats, recorded while the server works.
+            # idle=cluster.fold: earlier connects' stats, recorded while the server works;
+            # a node removed since the plan fails at target(), for the race to go on.
             conn = begin_here(
-                cluster, node, adapter.start, target, overrides, timeout, patience, cluster.fold
+                cluster, node, _start, cluster, node, overrides, timeout, patience, cluster.fold
             )
             if not isinstance(conn, _NOT_CONNECTED):
                 done, role = _settled_here(cluster, node, conn, wanted, detect)
@@ -107,6 +107,11 @@ def _settled_here(
     if not role_wins(wanted, role):
         return False, None
     return True, role
+
+
+def _start(cluster: Cluster, node: str, *args: Any) -> Any:
+    """``adapter.start()`` on ``node``'s driver arguments."""
+    return cluster.adapter.start(cluster.target(node), *args)
 
 
 def begin_here(

@@ -49,7 +49,7 @@ async def connect_async(
             node = plan.nodes[0]
             began = monotonic()
             patience = min(plan.hedge_delays[0], timeout)
-            start = adapter.start(cluster.target(node), overrides, timeout, patience, cluster.fold)
+            start = _start(cluster, adapter, node, overrides, timeout, patience, cluster.fold)
             conn = await _begun_here(cluster, node, start)
             if not isinstance(conn, _NOT_CONNECTED):
                 done, role = await _settled_here(cluster, adapter, node, conn, wanted, detect)
@@ -74,6 +74,12 @@ async def connect_async(
         raise
     cluster.record_outcome(True)
     return conn
+
+
+async def _start(cluster: Cluster, adapter: AsyncAdapter, node: str, *args: Any) -> Any:
+    """``adapter.start()`` on ``node``'s driver arguments (a node removed since the plan
+    fails at ``target()``, for the race to go on)."""
+    return await adapter.start(cluster.target(node), *args)
 
 
 async def _begun_here(cluster: Cluster, node: str, start: Awaitable[Any]) -> Any:
