@@ -39,7 +39,6 @@ from clusterdb.errors import (
 )
 from clusterdb.runtime import pooled, process
 from clusterdb.runtime.causal import connect_after, token_of
-from clusterdb.runtime.connect import connect as connect_cluster
 from clusterdb.runtime.pooled import NodeRef
 from clusterdb.runtime.routed import RoutedConnection, RoutedCursor
 
@@ -180,8 +179,6 @@ def connect(
     cluster = process.get(name)
     if role == "auto":
         return RoutedConnection(cluster, overrides, after)
-    if after is None:
-        return connect_cluster(cluster, role, overrides)
     return connect_after(cluster, role, overrides, after)
 
 
@@ -216,15 +213,12 @@ async def connect_async(
     closes whatever they opened.
     """
     from clusterdb.runtime.causal_async import connect_after_async
-    from clusterdb.runtime.connect_async import connect_async as connect_on_loop
 
     cluster = process.get(name)
     if role == "auto":
         from clusterdb.runtime.routed_async import AsyncRoutedConnection
 
         return AsyncRoutedConnection(cluster, overrides, after)
-    if after is None:
-        return await connect_on_loop(cluster, role, overrides)
     return await connect_after_async(cluster, role, overrides, after)
 
 

@@ -20,8 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from clusterdb.config import ClusterConfig, ClusterOptions
-from clusterdb.core.causal import Token, covers
-from clusterdb.core.causal_rules import Avoid, without
+from clusterdb.core.causal_rules import Avoid, Position, without
 from clusterdb.core.description import ClusterDescription, Role, WantedRole
 from clusterdb.core.events import Event
 from clusterdb.core.node_state import NodeRecord
@@ -325,16 +324,18 @@ class Cluster(Membership):
         """Changes whenever a kept ranking may no longer hold (read without the lock)."""
         return self._rankings.epoch
 
-    def applied_by(self, token: Token) -> frozenset[str]:
-        """Replicas up whose last probe saw ``token`` applied (positions only grow)."""
+    def replica_positions(self) -> dict[str, Position | None]:
+        """Each replica's applied position as last seen (a probe, a connect's question)."""
         with self._lock:
-            ns = self._nodes.values()
-            return frozenset(n.name for n in ns if n.role == "replica" and covers(n.applied, token))
+            return {n.name: n.applied for n in self._nodes.values() if n.role == "replica"}
 
-    def record_causal(self, waited: bool, fell_back: bool) -> None:
-        """Count a connect(after=token) that ``waited`` for a replica, that ``fell_back``."""
+    def record_causal(self, waited: bool, fell_back: bool, seen: Mapping[str, Position]) -> None:
+        """Count a connect(after=token) that ``waited`` for a replica, that ``fell_back``;
+        ``seen``: replicas' applied positions it read (the later position is kept)."""
         with self._lock:
             self._causal = (self._causal[0] + waited, self._causal[1] + fell_back)
+            for node, position in seen.items():
+                self._nodes[node].learn_applied(position)
 
     def record_hedge(self, node: str, elapsed: float) -> None:
         """``node`` has not answered after ``elapsed`` s: rank it down now, not at its timeout."""
