@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import asyncmy.errors
 import psycopg
@@ -88,3 +89,37 @@ def test_mariadb_async_routed_connection(mariadb_cluster: MariaDBCluster) -> Non
                     await conn.cursor().execute("SELECT * FROM no_such_table")
 
         asyncio.run(failing())
+
+
+@pytest.mark.postgres
+def test_pg_async_write_then_read_is_never_stale(pg_cluster: PostgresCluster) -> None:
+    """50 write-then-read cycles with one replica 1 s late; then a second routed connection
+    started after the first one's token (another request) reads the last row at once."""
+    t = table_name()
+    make_table(pg_cluster, t)
+    pg_cluster.set_replication_delay(pg_cluster.replicas[0], 1)
+    primary = pg_cluster.primary.name
+    node = "current_setting('clusterdb_test.node_name')"
+    with registered(pg_cluster) as name:
+
+        async def main() -> tuple[int, int, Any]:
+            stale = on_replica = 0
+            async with await clusterdb.connect_async(name, role="auto") as conn:
+                cur = conn.cursor()
+                for i in range(50):
+                    await cur.execute(f"INSERT INTO {t} VALUES (%s, 'x')", (i,))
+                    await cur.execute(f"SELECT v, {node} FROM {t} WHERE id = %s", (i,))
+                    row = await cur.fetchone()
+                    stale += row is None
+                    on_replica += row is not None and row[1] != primary
+                await cur.execute(f"INSERT INTO {t} VALUES (999, 'last')")
+                token = await clusterdb.causal_token_async(conn.primary_connection)
+            async with await clusterdb.connect_async(name, role="auto", after=token) as other:
+                cur = other.cursor()
+                await cur.execute(f"SELECT v FROM {t} WHERE id = 999")
+                last = await cur.fetchone()
+            return stale, on_replica, last
+
+        stale, on_replica, last = asyncio.run(main())
+    assert stale == 0 and last == ("last",)
+    assert on_replica >= 45, on_replica
