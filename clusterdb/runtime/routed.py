@@ -21,6 +21,7 @@ from clusterdb.runtime.cluster import Cluster
 from clusterdb.runtime.connect import connect
 from clusterdb.runtime.routed_base import (
     CALLPROC,
+    REFUSED,
     CursorBase,
     RoutedBase,
     keep_classifier,
@@ -238,7 +239,9 @@ class RoutedCursor(CursorBase):
             result = getattr(cur, method)(*args, **kw)
         except Exception as exc:
             routed._report(target, conn, exc)
-            raise
+            if not routed._retry_on_primary(target, conn, exc, args[0]):
+                raise
+            return self._run(REFUSED, routed._decide(REFUSED), method, args, kw)
         return self._done(c, target, cur, result)
 
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
@@ -251,7 +254,9 @@ class RoutedCursor(CursorBase):
                 result = cur.execute(query, params, **kwargs)
             except Exception as exc:
                 self.connection._report("replica", conn, exc)
-                raise
+                if not self.connection._retry_on_primary("replica", conn, exc, query):
+                    raise
+                return self._run(REFUSED, "primary", "execute", (query, params), kwargs)
             return self._read(cur, result)
         c, target = self.connection._plan(query)
         return self._run(c, target, "execute", (query, params), kwargs)

@@ -20,6 +20,7 @@ from clusterdb.runtime.cluster import Cluster
 from clusterdb.runtime.connect_async import connect_async
 from clusterdb.runtime.routed_base import (
     CALLPROC,
+    REFUSED,
     CursorBase,
     RoutedBase,
     errors_of,
@@ -229,7 +230,9 @@ class AsyncRoutedCursor(CursorBase):
             result = await getattr(cur, method)(*args, **kw)
         except Exception as exc:
             await routed._report(target, conn, exc)
-            raise
+            if not routed._retry_on_primary(target, conn, exc, args[0]):
+                raise
+            return await self._run(REFUSED, routed._decide(REFUSED), method, args, kw)
         return self._done(c, target, cur, result)
 
     async def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
@@ -240,7 +243,9 @@ class AsyncRoutedCursor(CursorBase):
                 result = await cur.execute(query, params, **kwargs)
             except Exception as exc:
                 await self.connection._report("replica", conn, exc)
-                raise
+                if not self.connection._retry_on_primary("replica", conn, exc, query):
+                    raise
+                return await self._run(REFUSED, "primary", "execute", (query, params), kwargs)
             return self._read(cur, result)
         c, target = await self.connection._plan_async(query)
         return await self._run(c, target, "execute", (query, params), kwargs)

@@ -28,13 +28,14 @@ from clusterdb.errors import ConfigError
 from clusterdb.runtime import pooled
 from clusterdb.runtime.cluster import Cluster
 
-__all__ = ["CALLPROC", "NOT_TEXT", "CursorBase", "RoutedBase", "dialect_of"]
+__all__ = ["CALLPROC", "NOT_TEXT", "REFUSED", "CursorBase", "RoutedBase", "dialect_of"]
 
 log = logging.getLogger("clusterdb.routing")
 
 _DIALECTS: dict[str, Dialect] = {"psycopg": "postgresql", "pymysql": "mysql"}
 NOT_TEXT = Classification("primary", "the query is not a plain string")
 CALLPROC = Classification("primary", "callproc() runs a procedure")
+REFUSED = Classification("primary", "a replica refused it as a write")
 
 _EXCEPTIONS = (
     "Warning",
@@ -116,6 +117,8 @@ class RoutedBase:
             setattr(self, name, getattr(errors, name))
         self._steady = False
         """RoutingState.steady() with a replica connection open: plain reads may skip it."""
+        self._refused: dict[str, bool] = {}
+        """Statement texts a replica refused as writes: the primary from then on."""
         self._plain_reads: dict[str, bool] = {}
         """Statement texts seen to be plain reads (core.routing.plain_read)."""
         self.last_target: Target | None = None
@@ -165,6 +168,8 @@ class RoutedBase:
         """The classifier's answer for ``query`` (str or bytes; anything else: primary)."""
         assert self._classify is not None
         if isinstance(query, str):
+            if self._refused and query in self._refused:
+                return REFUSED
             return self._classify(query)
         if isinstance(query, bytes):
             return self._classify(query.decode("utf-8", "replace"))
@@ -212,9 +217,30 @@ class RoutedBase:
     def _open_overrides(self) -> dict[str, Any]:
         return {**self._overrides, "autocommit": self._state.autocommit}
 
+    def _refusal(self, conn: Any, exc: BaseException) -> bool:
+        return self._cluster.adapter.classify_error(exc, conn) == "read_only"
+
+    def _retry_on_primary(self, target: Target, conn: Any, exc: BaseException, query: Any) -> bool:
+        """Whether to run again on the primary a statement a replica refused with its
+        read-only error (a view calling a writing function...): outside a transaction only,
+        where it ran nothing. Its text goes to the primary from then on."""
+        state = self._state
+        if target != "replica" or state.transaction is not None or not state.autocommit:
+            return False
+        if not self._refusal(conn, exc):
+            return False
+        if type(query) is str:
+            self._plain_reads.pop(query, None)
+            if len(self._refused) >= PLAIN_READS:
+                self._refused.clear()
+            self._refused[query] = True
+        return True
+
     def _failed(self, target: Target, conn: Any, exc: BaseException) -> Any:
         """Report ``exc`` seen on ``conn``; a lost connection that holds no session state is
         dropped (the next statement opens another). Returns the connection to close, if any."""
+        if target == "replica" and self._refusal(conn, exc):
+            return None  # a replica refusing a write: expected there, not a demotion
         kind = pooled.report(conn, exc)
         if kind != "lost" or self._held(target) is not conn:
             return None

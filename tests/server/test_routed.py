@@ -254,3 +254,26 @@ def test_mariadb_write_then_read_is_never_stale(mariadb_cluster: MariaDBCluster)
     stale, on_replica = _write_then_read(mariadb_cluster, 10, causal_wait=0.2)
     print(f"write-then-read: {stale} stale, {on_replica} of 10 on a replica")
     assert stale == 0
+
+
+@pytest.mark.postgres
+def test_pg_a_write_the_classifier_cannot_see_is_retried_on_the_primary(
+    pg_cluster: PostgresCluster,
+) -> None:
+    """A view calling nextval() reads like a SELECT: the replica refuses it (25006), and the
+    routed connection runs it on the primary instead, then sends that text there directly."""
+    t = table_name()
+    for sql in (f"CREATE SEQUENCE {t}_seq", f"CREATE VIEW {t}_v AS SELECT nextval('{t}_seq') AS n"):
+        pg_cluster.execute(pg_cluster.primary, sql, admin=False)
+    pg_cluster.wait_caught_up()
+    with registered(pg_cluster) as name, clusterdb.connect(name, role="auto") as conn:
+        cur = conn.cursor()
+        assert read_node(cur, pg_cluster) != pg_cluster.primary.name
+        got = []
+        for _ in range(3):
+            cur.execute(f"SELECT n FROM {t}_v")
+            got.append(cur.fetchone())
+            assert conn.last_target == "primary"
+        assert got == [(1,), (2,), (3,)]
+        assert read_node(cur, pg_cluster) != pg_cluster.primary.name  # other reads: replicas
+        assert conn.pinned is None
