@@ -6,21 +6,18 @@ psycopg works unchanged and ``conn.Error is clusterdb.psycopg.Error`` holds::
     import clusterdb.psycopg
     conn = clusterdb.psycopg.connect("main", role="primary")   # a psycopg.Connection
 
-:class:`Connection` lets psycopg_pool fill a pool from a cluster (the pool's conninfo is the
-cluster name; its ``kwargs`` and ``connect_timeout`` reach clusterdb.connect()), and
-:func:`check` makes the pool hand out only connections clusterdb would still choose::
+:func:`pool_kwargs` gives psycopg_pool a pool that follows the cluster (the pool's conninfo
+is the cluster name, :class:`Connection` its ``connection_class``; :func:`check` at checkout
+refuses a connection whose node no longer fits, :func:`reset` at return moves idle
+connections between nodes by the same rules as clusterdb.sqlalchemy's engines)::
 
     from psycopg_pool import ConnectionPool
-    pool = ConnectionPool("main", connection_class=clusterdb.psycopg.Connection,
-                          kwargs={"role": "primary"}, check=clusterdb.psycopg.check)
+    pool = ConnectionPool(**clusterdb.psycopg.pool_kwargs("main", role="primary"), max_size=8)
 
 Its cursors (and ``commit()``) report errors to clusterdb (:func:`clusterdb.report_error`): a
 read-only error or a lost connection makes clusterdb re-read every node's role at once.
-
-:class:`AsyncConnection` fills an asyncio pool the same way (through clusterdb.connect_async())::
-
-    from psycopg_pool import AsyncConnectionPool
-    apool = AsyncConnectionPool("main", connection_class=clusterdb.psycopg.AsyncConnection)
+:func:`async_pool_kwargs` does the same for ``AsyncConnectionPool`` (:class:`AsyncConnection`,
+through clusterdb.connect_async()).
 """
 
 from __future__ import annotations
@@ -216,7 +213,8 @@ class Connection(psycopg.Connection[TupleRow]):
         super().close()
 
     def __del__(self, *args: Any, **kwargs: Any) -> None:
-        pool_hooks.uncounted(self)  # a broken connection the pool discards without closing it
+        if "_clusterdb_pool" in self.__dict__:  # broken, discarded by the pool without close()
+            pool_hooks.uncounted(self)
         super().__del__(*args, **kwargs)
 
 
@@ -318,7 +316,8 @@ class AsyncConnection(psycopg.AsyncConnection[TupleRow]):
         await super().close()
 
     def __del__(self, *args: Any, **kwargs: Any) -> None:
-        pool_hooks.uncounted(self)
+        if "_clusterdb_pool" in self.__dict__:
+            pool_hooks.uncounted(self)
         super().__del__(*args, **kwargs)
 
 
