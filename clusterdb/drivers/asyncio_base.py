@@ -79,6 +79,14 @@ class AsyncAdapter(ABC):
         no transaction open."""
         return None
 
+    def bound_queries(
+        self, conn: Any, bound: float, report: Callable[[Any, BaseException], object]
+    ) -> bool:
+        """As :meth:`DriverAdapter.bound_queries
+        <clusterdb.drivers.base.DriverAdapter.bound_queries>`, for the asyncio driver's
+        connection. False (the default) when the driver has no way to."""
+        return False
+
     @abstractmethod
     async def close(self, conn: Any) -> None:
         """Close ``conn`` at once (no goodbye to the server), ignoring every error."""

@@ -17,11 +17,12 @@ from time import monotonic
 from typing import Any
 
 from clusterdb.core.description import Role, WantedRole
+from clusterdb.core.request import query_timeout_request
 from clusterdb.core.roles import role_wins
 from clusterdb.drivers.base import Pending
 from clusterdb.runtime.cluster import Cluster
 from clusterdb.runtime.plan_connect import plan_connect
-from clusterdb.runtime.pooled import tag
+from clusterdb.runtime.pooled import bound, tag
 from clusterdb.runtime.race import Begun, race
 
 __all__ = ["begin_here", "connect"]
@@ -33,9 +34,11 @@ def connect(
     cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any], prefer: str | None = None
 ) -> Any:
     """One clusterdb.connect(): plan, race, count the outcome. ``overrides`` go to the driver,
-    except ``connect_timeout``, the overall deadline; ``prefer``: a node to try first when
-    it fits (a pool moving a connection)."""
+    except ``connect_timeout``, the overall deadline, and ``query_timeout``, the bound on the
+    connection's calls; ``prefer``: a node to try first when it fits (a pool moving a
+    connection)."""
     adapter = cluster.adapter
+    query_timeout = query_timeout_request(overrides, cluster.options.query_timeout)
     chosen, timeout, detect = plan_connect(
         cluster, wanted, overrides, adapter.operational_error, adapter.role_is_free, prefer
     )
@@ -57,7 +60,7 @@ def connect(
                 if done:
                     tag(conn, cluster.tags[node])
                     cluster.record_returned(node, monotonic() - began, role)
-                    return conn
+                    return bound(adapter, conn, query_timeout)
             begun = Begun(conn, began)
 
         def attempt(node: str, remaining: float) -> Any:
@@ -77,7 +80,7 @@ def connect(
         cluster.record_outcome(False)
         raise
     cluster.record_outcome(True)
-    return conn
+    return bound(adapter, conn, query_timeout)
 
 
 def _settled_here(

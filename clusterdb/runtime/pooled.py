@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 from clusterdb.config import ClusterOptions
@@ -24,7 +25,17 @@ from clusterdb.core.stats import ClusterStats
 from clusterdb.drivers.base import DriverAdapter, ErrorKind
 from clusterdb.errors import ConfigError
 
-__all__ = ["Fitness", "NodeRef", "NodeTag", "fits", "node_of", "report", "tag", "tag_of"]
+__all__ = [
+    "Fitness",
+    "NodeRef",
+    "NodeTag",
+    "bound",
+    "fits",
+    "node_of",
+    "report",
+    "tag",
+    "tag_of",
+]
 
 ATTRIBUTE = "_clusterdb_node"
 _KEPT_FOR = 1.0  # latency estimates decay: an assessment is made again at least this often
@@ -50,6 +61,14 @@ class Cluster(Protocol):
     def record_read_only(self, node: str) -> None: ...
     def record_lost(self, node: str, exc: BaseException) -> None: ...
     def request_check(self) -> None: ...
+
+
+class Bounding(Protocol):
+    """An adapter (threads or asyncio) that can bound a connection's calls."""
+
+    def bound_queries(
+        self, conn: Any, bound: float, report: Callable[[Any, BaseException], object]
+    ) -> bool: ...
 
 
 class NodeRef(NamedTuple):
@@ -192,3 +211,12 @@ def report(conn: Any, exc: BaseException) -> ErrorKind | None:
         cluster.record_lost(found.node, exc)
     cluster.request_check()
     return kind
+
+
+def bound(adapter: Bounding, conn: Any, query_timeout: float | None) -> Any:
+    """``conn``, its calls bounded by ``query_timeout`` seconds when not None (the driver's
+    own mechanism, :meth:`~clusterdb.drivers.base.DriverAdapter.bound_queries`), their errors
+    reported (:func:`report`)."""
+    if query_timeout is not None:
+        adapter.bound_queries(conn, query_timeout, report)
+    return conn
