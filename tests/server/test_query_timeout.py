@@ -191,3 +191,28 @@ def test_an_idle_connection_waiting_for_notifications_is_not_cut(pg_cluster: Clu
         finally:
             conn.close()
         assert _state(name)[0] == "up"
+
+
+@pytest.mark.postgres
+def test_the_pool_connection_class_stays_and_is_bounded(pg_cluster: Cluster) -> None:
+    import clusterdb.psycopg
+
+    with _one_node(pg_cluster) as (name, node):
+        plain = clusterdb.connect(name)  # no bound: psycopg's own wait, nothing set on it
+        assert "wait" not in vars(plain)
+        plain.close()
+        conn = clusterdb.psycopg.Connection.connect(name, query_timeout=BOUND)
+        assert type(conn) is clusterdb.psycopg.Connection
+        node.hang()
+        began = time.monotonic()
+        try:
+            with pytest.raises(psycopg.OperationalError) as info:
+                conn.execute("SELECT 1")
+            elapsed = time.monotonic() - began
+        finally:
+            node.resume()
+        assert BOUND * 0.9 <= elapsed < BOUND + SLACK, elapsed
+        assert conn.broken
+        assert any("query_timeout" in note for note in getattr(info.value, "__notes__", []))
+        conn.close()
+        assert _state(name)[0] == "down"
