@@ -216,3 +216,25 @@ def test_the_pool_connection_class_stays_and_is_bounded(pg_cluster: Cluster) -> 
         assert any("query_timeout" in note for note in getattr(info.value, "__notes__", []))
         conn.close()
         assert _state(name)[0] == "down"
+
+
+@pytest.mark.parametrize(("fixture", "on_loop", "driver_error"), CASES)
+def test_a_statement_slower_than_the_bound_fails_too(
+    request: pytest.FixtureRequest, fixture: str, on_loop: bool, driver_error: type[Exception]
+) -> None:
+    # The documented price of a bound: a healthy server's long statement is cut the same way
+    # (psycopg and asyncmy bound a whole call; PyMySQL each silence, and SLEEP is silent).
+    harness: Cluster = request.getfixturevalue(fixture)
+    sleep = "SELECT pg_sleep(5)" if fixture == "pg_cluster" else "SELECT SLEEP(5)"
+    with _one_node(harness, query_timeout=0.5) as (name, _node):
+        began = time.monotonic()
+        with pytest.raises(driver_error):
+            if on_loop:
+                asyncio.run(_twice(name, sleep))
+            else:
+                conn = clusterdb.connect(name)
+                try:
+                    _query_sync(conn, sleep)
+                finally:
+                    conn.close()
+        assert time.monotonic() - began < 4.0  # cut at the bound, not after the 5 s sleep
