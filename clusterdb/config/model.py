@@ -113,6 +113,11 @@ class ClusterOptions:
     causal_wait: float = 1.0
     """connect(after=token): seconds to wait for a replica to apply the token before the
     primary serves (``prefer-replica``) or NoSuitableNode is raised (``replica``)."""
+    query_timeout: float | None = None
+    """Seconds a call on a connection may wait for its server before it fails with the
+    driver's own ``OperationalError`` and the node is marked down (a node frozen after the
+    connect); None: no bound, the drivers' own default. Not on by default: a bound cuts
+    legitimate long statements too, which the driver alone would have let finish."""
     heartbeat: float = 5.0
     """Seconds between two probes of a healthy node."""
     monitor: bool = True

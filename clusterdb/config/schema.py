@@ -91,6 +91,9 @@ OPTIONS: Mapping[str, Option] = {
         Option("connect_timeout", "options", "connect_timeout", unit=_S, bounds=_ABOVE_0),
         Option("max_lag", "options", "max_lag", unit=_S, nullable=True),
         Option("causal_wait", "options", "causal_wait", unit=_S, bounds=Range(0.0)),
+        Option(
+            "query_timeout", "options", "query_timeout", unit=_S, bounds=_ABOVE_0, nullable=True
+        ),
         Option("heartbeat", "options", "heartbeat", unit=_S, bounds=_ABOVE_0),
         Option("monitor", "options", "monitor", value_type=bool),
         Option("pipeline_handshake", "options", "pipeline_handshake", value_type=bool),

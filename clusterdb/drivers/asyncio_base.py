@@ -88,6 +88,14 @@ class AsyncAdapter(ABC):
         open before (:meth:`DriverAdapter.fetch_row` on the loop)."""
         raise NotImplementedError(f"{self.name} gives no read-your-writes tokens")
 
+    def bound_queries(
+        self, conn: Any, bound: float, report: Callable[[Any, BaseException], object]
+    ) -> bool:
+        """As :meth:`DriverAdapter.bound_queries
+        <clusterdb.drivers.base.DriverAdapter.bound_queries>`, for the asyncio driver's
+        connection. False (the default) when the driver has no way to."""
+        return False
+
     @abstractmethod
     async def close(self, conn: Any) -> None:
         """Close ``conn`` at once (no goodbye to the server), ignoring every error."""

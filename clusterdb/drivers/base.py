@@ -188,6 +188,16 @@ class DriverAdapter(ABC):
         None for an error of the statement or the session (the default: nothing known)."""
         return None
 
+    def bound_queries(
+        self, conn: Any, bound: float, report: Callable[[Any, BaseException], object]
+    ) -> bool:
+        """Make every call on ``conn`` that waits for the server fail within about ``bound``
+        seconds of waiting, with the driver's own ``OperationalError``, and hand such errors
+        (and the other errors of those calls) to ``report(conn, exc)`` before raising them.
+        False when the driver has no way to (the default: a generic DB-API driver's calls
+        are not bounded)."""
+        return False
+
     def socket_fd(self, conn: Any) -> int | None:
         """The connection's socket descriptor, or None when the driver does not show it."""
         fileno = getattr(conn, "fileno", None)

@@ -40,6 +40,7 @@ from pymysql.constants import CR
 from clusterdb.core.description import Role
 from clusterdb.drivers.asyncio_base import READ, AsyncAdapter, AsyncPending, wait_ready
 from clusterdb.drivers.base import ConnectArgs, needs_no_lookup, nothing
+from clusterdb.drivers.mysql_bound import bound_asyncmy
 from clusterdb.drivers.pymysql import IN_TRANSACTION, ROLE_SQL, _open, _silence, role_of
 from clusterdb.errors import ConfigError
 
@@ -185,6 +186,7 @@ async def _connected(
 class AsyncmyAdapter(AsyncAdapter):
     name = "asyncmy"
     operational_error = OperationalError
+    bound_queries = bound_asyncmy
 
     def __init__(self) -> None:
         # The translated keywords of each node (no overrides), kept with the node's target.

@@ -27,6 +27,7 @@ from clusterdb.drivers.base import (
     needs_no_lookup,
     nothing,
 )
+from clusterdb.drivers.psycopg_wait import bound_waits
 
 if TYPE_CHECKING:
     from clusterdb.config import NodeEntry
@@ -226,6 +227,12 @@ class PsycopgAdapter(DriverAdapter):
             return _wrap(cls, pgconn, python)
 
         return Pending(finish, connecting.close)
+
+    def bound_queries(
+        self, conn: Any, bound: float, report: Callable[[Any, BaseException], object]
+    ) -> bool:
+        bound_waits(conn, bound, report)  # libpq's keepalives miss a frozen node
+        return True
 
     def detect_role(self, conn: Any) -> Role | None:
         # Reported by the server at connect time (PostgreSQL >= 14) and on every change, so

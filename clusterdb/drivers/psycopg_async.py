@@ -29,6 +29,7 @@ from clusterdb.core.description import Role
 from clusterdb.drivers.asyncio_base import AsyncAdapter, AsyncPending, wait_ready
 from clusterdb.drivers.base import ConnectArgs, needs_no_lookup, nothing
 from clusterdb.drivers.psycopg import _MIN_DRIVER_TIMEOUT, _PYTHON_KEYS, _SEVERAL, PsycopgAdapter
+from clusterdb.drivers.psycopg_wait import bound_waits_async
 
 __all__ = ["PsycopgAsyncAdapter"]
 
@@ -215,6 +216,12 @@ class PsycopgAsyncAdapter(AsyncAdapter):
             await self.close(conn)
             raise
         return conn
+
+    def bound_queries(
+        self, conn: Any, bound: float, report: Callable[[Any, BaseException], object]
+    ) -> bool:
+        bound_waits_async(conn, bound, report)
+        return True
 
     async def detect_role(self, conn: Any) -> Role | None:
         return self._sync.detect_role(conn)  # reported by the server: no round trip

@@ -31,7 +31,7 @@ from pymysql.constants import CR, ER
 
 from clusterdb.core.description import Role
 from clusterdb.core.dsn import parse_dsn
-from clusterdb.drivers import pymysql_errors, pymysql_handshake, pymysql_rows
+from clusterdb.drivers import mysql_bound, pymysql_errors, pymysql_handshake, pymysql_rows
 from clusterdb.drivers.base import (
     ConnectArgs,
     DriverAdapter,
@@ -239,6 +239,7 @@ class PyMySQLAdapter(DriverAdapter):
         return conn
 
     starts_inline = hasattr(select, "poll")  # see _greeted()
+    bound_queries = mysql_bound.bound_pymysql
 
     def start(
         self,

@@ -18,11 +18,12 @@ from typing import Any
 
 from clusterdb.core.causal_rules import Avoid
 from clusterdb.core.description import Role, WantedRole
+from clusterdb.core.request import query_timeout_request
 from clusterdb.core.roles import role_wins
 from clusterdb.drivers.base import Pending
 from clusterdb.runtime.cluster import Cluster
 from clusterdb.runtime.plan_connect import plan_connect
-from clusterdb.runtime.pooled import tag
+from clusterdb.runtime.pooled import bound, tag
 from clusterdb.runtime.race import Begun, race
 
 __all__ = ["begin_here", "connect"]
@@ -38,9 +39,11 @@ def connect(
     avoid: Avoid | None = None,
 ) -> Any:
     """One clusterdb.connect(): plan, race, count the outcome. ``overrides`` go to the driver,
-    except ``connect_timeout``, the overall deadline; ``prefer``: a node to try first when
-    it fits (a pool moving a connection); ``avoid``: (nodes to leave out, why)."""
+    except ``connect_timeout``, the overall deadline, and ``query_timeout``, the bound on the
+    connection's calls; ``prefer``: a node to try first when it fits (a pool moving a
+    connection); ``avoid``: (nodes to leave out, why)."""
     adapter = cluster.adapter
+    query_timeout = query_timeout_request(overrides, cluster.options.query_timeout)
     chosen, timeout, detect = plan_connect(
         cluster, wanted, overrides, adapter.operational_error, adapter.role_is_free, prefer, avoid
     )
@@ -62,7 +65,7 @@ def connect(
                 if done:
                     tag(conn, cluster.tags[node])
                     cluster.record_returned(node, monotonic() - began, role)
-                    return conn
+                    return bound(adapter, conn, query_timeout)
             begun = Begun(conn, began)
 
         def attempt(node: str, remaining: float) -> Any:
@@ -82,7 +85,7 @@ def connect(
         cluster.record_outcome(False)
         raise
     cluster.record_outcome(True)
-    return conn
+    return bound(adapter, conn, query_timeout)
 
 
 def _settled_here(

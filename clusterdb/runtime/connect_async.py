@@ -16,12 +16,13 @@ from typing import Any
 
 from clusterdb.core.causal_rules import Avoid
 from clusterdb.core.description import Role, WantedRole
+from clusterdb.core.request import query_timeout_request
 from clusterdb.core.roles import role_wins
 from clusterdb.drivers import get_async_adapter
 from clusterdb.drivers.asyncio_base import AsyncAdapter, AsyncPending
 from clusterdb.runtime.cluster import Cluster
 from clusterdb.runtime.plan_connect import plan_connect
-from clusterdb.runtime.pooled import tag
+from clusterdb.runtime.pooled import bound, tag
 from clusterdb.runtime.race_async import race_async
 
 __all__ = ["connect_async"]
@@ -37,9 +38,11 @@ async def connect_async(
     avoid: Avoid | None = None,
 ) -> Any:
     """The asyncio driver's connection to the node that won; ``overrides`` go to the driver,
-    except ``connect_timeout``, the overall deadline; ``prefer``: a node to try first when it
-    fits (a pool moving a connection); ``avoid``: (nodes to leave out, why)."""
+    except ``connect_timeout``, the overall deadline, and ``query_timeout``, the bound on the
+    connection's calls; ``prefer``: a node to try first when it fits (a pool moving a
+    connection); ``avoid``: (nodes to leave out, why)."""
     adapter = get_async_adapter(cluster.adapter)
+    query_timeout = query_timeout_request(overrides, cluster.options.query_timeout)
     plan, timeout, detect = plan_connect(
         cluster, wanted, overrides, adapter.operational_error, adapter.role_is_free, prefer, avoid
     )
@@ -56,7 +59,7 @@ async def connect_async(
                 if done:
                     cluster.record_returned(node, monotonic() - began, role)
                     tag(conn, cluster.tags[node])  # for node_of(), fits(), report_error()
-                    return conn
+                    return bound(adapter, conn, query_timeout)
             begun = (conn, began)
         conn = await race_async(
             cluster,
@@ -73,7 +76,7 @@ async def connect_async(
         cluster.record_outcome(False)
         raise
     cluster.record_outcome(True)
-    return conn
+    return bound(adapter, conn, query_timeout)
 
 
 async def _start(cluster: Cluster, adapter: AsyncAdapter, node: str, *args: Any) -> Any:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 from clusterdb.config import ClusterOptions
@@ -29,6 +30,7 @@ __all__ = [
     "NodeRef",
     "NodeTag",
     "NodeTags",
+    "bound",
     "fits",
     "is_current",
     "node_of",
@@ -63,6 +65,14 @@ class Cluster(Protocol):
     def record_read_only(self, node: str) -> None: ...
     def record_lost(self, node: str, exc: BaseException) -> None: ...
     def request_check(self) -> None: ...
+
+
+class Bounding(Protocol):
+    """An adapter (threads or asyncio) that can bound a connection's calls."""
+
+    def bound_queries(
+        self, conn: Any, bound: float, report: Callable[[Any, BaseException], object]
+    ) -> bool: ...
 
 
 class NodeRef(NamedTuple):
@@ -238,3 +248,12 @@ def report(conn: Any, exc: BaseException) -> ErrorKind | None:
         cluster.record_lost(found.node, exc)
     cluster.request_check()
     return kind
+
+
+def bound(adapter: Bounding, conn: Any, query_timeout: float | None) -> Any:
+    """``conn``, its calls bounded by ``query_timeout`` seconds when not None (the driver's
+    own mechanism, :meth:`~clusterdb.drivers.base.DriverAdapter.bound_queries`), their errors
+    reported (:func:`report`)."""
+    if query_timeout is not None:
+        adapter.bound_queries(conn, query_timeout, report)
+    return conn

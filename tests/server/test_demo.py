@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from clusterdb.testing.cleanup import tempdir_base
+from clusterdb.tools.demo.script import verdict
 
 pytestmark = pytest.mark.postgres
 
@@ -82,7 +84,25 @@ def test_demo_fast_runs_to_the_end(base: Path) -> None:
     assert "reached  primary:" in text
     assert "role=any: " in text
     assert "Traceback" not in out.stderr
+    assert_verdict_follows_from_counts(text)
     assert_nothing_left(base)
+
+
+def assert_verdict_follows_from_counts(text: str) -> None:
+    """Honesty: every step reports its stalls; the closing verdict is the one the closing
+    counts give, and says "kept succeeding" only when no read failed or stalled."""
+    assert text.count("   calls (connect and query) of 1 s or more: ") == 5
+    totals = re.findall(
+        r"role=(\S+): (\d+) calls succeeded, (\d+) failed, (\d+) stalled", text.split("== done")[1]
+    )
+    assert [role for role, *_ in totals] == ["primary", "prefer-replica", "any"], totals
+    failed = {role: int(f) for role, _, f, _ in totals}
+    stalled = {role: int(s) for role, _, _, s in totals}
+    assert all(int(ok) > 0 for _, ok, _, _ in totals), totals
+    last = text.split("== done")[1].strip().splitlines()[-2].strip()  # before "servers stopped"
+    assert last == verdict(failed, stalled), (last, totals)
+    smooth = not any(failed[r] or stalled[r] for r in ("any", "prefer-replica"))
+    assert ("kept succeeding" in last) == smooth, last
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,9 @@ Starts a primary and two replicas with :mod:`clusterdb.testing`, registers them 
 for the primary, one for ``prefer-replica``, one for any node). Each connect asks the server
 which node it reached. Then, step by step: a replica hangs, the primary is killed, a replica is
 promoted, and everything is brought back, while a live table shows where connects land and how
-the per-node stats move.
+the per-node stats move. ``query_timeout`` bounds a query on a node that froze after the
+connect; each step reports its calls that stalled (took a second or more) as well as those that
+failed, and the closing verdict is made of those counts.
 
 On a terminal the table redraws in place; otherwise (CI, a pipe) it prints plain lines. The
 servers are stopped on exit, on Ctrl-C and on SIGTERM.
@@ -70,6 +72,7 @@ def _run(pace: Pace, out: TextIO) -> int:
             CLUSTER,
             **cluster.register_kwargs(),
             connect_timeout=pace.timeout,
+            query_timeout=pace.timeout,  # a query on a node frozen after connect: fails
             heartbeat=pace.heartbeat,
         )
         tap = stack.enter_context(log_tap(screen.secrets))

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from clusterdb.tools import report
 from clusterdb.tools.demo.screen import LogTap, Screen
-from clusterdb.tools.demo.workload import ROLES, Tally
+from clusterdb.tools.demo.workload import ROLES, STALL_S, Tally
 
 if TYPE_CHECKING:
     from clusterdb.testing import Cluster, TestNode
 
-__all__ = ["Pace", "Stage", "Step", "conclude", "play", "steps", "topology"]
+__all__ = ["Pace", "Stage", "Step", "conclude", "play", "steps", "topology", "verdict"]
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,10 @@ def steps(cluster: Cluster) -> list[Step]:
         ),
         Step(
             f"2. {hung.name} hangs (accepts TCP, never answers)",
-            "connect() hedges: after a short learned delay it tries the next node, so no call "
+            "connect() hedges: after a short learned delay it tries the next node, so no connect "
             "waits for the timeout; the hung node's latency estimate jumps and it stops being "
-            "picked.",
+            "picked. A query already sent to it fails at query_timeout (the driver's own "
+            "error) and the node is marked down: that call is counted as failed and stalled.",
             hung.hang,
         ),
         Step(
@@ -106,28 +107,46 @@ def play(stage: Stage, step: Step) -> None:
     if not screen.tty:
         screen.say(screen.stats_table())
     screen.say(f"   slowest connect() per role: {tally.slowest_line() or '-'}")
+    screen.say(f"   calls (connect and query) of {STALL_S:g} s or more: {tally.stalls_line()}")
     for role, error in tally.first_errors().items():
         screen.say(f"   first failure for role={role}: {report.truncate_middle(error, 200)}")
 
 
 def conclude(screen: Screen, tally: Tally, cluster: Cluster) -> None:
-    """The closing lines: the final topology and what succeeded per role over the whole run."""
+    """The closing lines: the final topology, what each role's calls did over the whole run,
+    and a verdict made of those counts alone (:func:`verdict`)."""
     screen.say("")
     screen.say("== done: " + topology(cluster))
+    with tally.lock:
+        ok, failed = dict(tally.total_ok), dict(tally.total_failed)
+        stalled, longest = dict(tally.total_stalled), dict(tally.total_longest)
     for role in ROLES:
-        ok, failed = tally.total_ok[role], tally.total_failed[role]
-        screen.say(f"   role={role}: {ok} connects succeeded, {failed} failed")
-    readers_failed = tally.total_failed["any"] + tally.total_failed["prefer-replica"]
-    if readers_failed == 0:
         screen.say(
-            "   'any' and 'prefer-replica' kept succeeding through every step; 'primary' "
-            "could fail only while no primary existed."
+            f"   role={role}: {ok.get(role, 0)} calls succeeded, {failed.get(role, 0)} failed, "
+            f"{stalled.get(role, 0)} stalled (took {STALL_S:g} s or more; longest "
+            f"{longest.get(role, 0.0):.2f} s)"
         )
+    screen.say("   " + verdict(failed, stalled))
+
+
+READERS = ("any", "prefer-replica")
+
+
+def verdict(failed: Mapping[str, int], stalled: Mapping[str, int]) -> str:
+    """The closing sentence, from the counts alone: the readers "kept succeeding" only when
+    none of their calls failed or stalled; otherwise each role's failures and stalls."""
+
+    def bad(role: str) -> str:
+        return f"'{role}' {failed.get(role, 0)} failed, {stalled.get(role, 0)} stalled"
+
+    troubled = [r for r in READERS if failed.get(r, 0) or stalled.get(r, 0)]
+    if troubled:
+        readers = "not every read went smoothly: " + "; ".join(map(bad, troubled))
     else:
-        screen.say(
-            f"   {readers_failed} 'any'/'prefer-replica' connects failed: the machine may "
-            "be too loaded for the timeouts (see the failures above)."
-        )
+        readers = "'any' and 'prefer-replica' kept succeeding through every step, no call stalled"
+    if failed.get("primary", 0) or stalled.get("primary", 0):
+        return f"{readers}; {bad('primary')}."
+    return f"{readers}; 'primary' never failed or stalled."
 
 
 def topology(cluster: Cluster) -> str:

@@ -13,12 +13,15 @@ import clusterdb
 from clusterdb.core.description import WantedRole
 from clusterdb.tools import report
 
-__all__ = ["CLUSTER", "RATE", "ROLES", "Tally", "Workload"]
+__all__ = ["CLUSTER", "RATE", "ROLES", "STALL_S", "Tally", "Workload"]
 
 CLUSTER = "demo"
 ROLES: tuple[WantedRole, ...] = ("primary", "prefer-replica", "any")
 RATE = 10.0
 """Connects per second, all workload threads together."""
+STALL_S = 1.0
+"""A call (connect and query) that takes this long or longer is a stall, whatever its end: a
+worker stuck on a frozen node is not "succeeding", even if its call succeeds once it wakes."""
 
 
 @dataclass
@@ -30,26 +33,37 @@ class Tally:
     failed: Counter[str] = field(default_factory=Counter)
     first_error: dict[str, str] = field(default_factory=dict)
     slowest: dict[str, float] = field(default_factory=dict)
-    """Longest connect() call of the step per role, seconds (successful or not)."""
+    """Longest connect() of the step per role, seconds (successful or not)."""
+    stalled: Counter[str] = field(default_factory=Counter)
+    """Calls of the step (connect and query) per role that took :data:`STALL_S` or more."""
+    longest: dict[str, float] = field(default_factory=dict)
+    """Longest call of the step per role (connect and query), seconds."""
     total_ok: Counter[str] = field(default_factory=Counter)
     total_failed: Counter[str] = field(default_factory=Counter)
+    total_stalled: Counter[str] = field(default_factory=Counter)
+    total_longest: dict[str, float] = field(default_factory=dict)
 
-    def _took(self, role: str, seconds: float) -> None:
+    def _took(self, role: str, connect_s: float, call_s: float) -> None:
         """Hold the lock."""
-        self.slowest[role] = max(self.slowest.get(role, 0.0), seconds)
+        self.slowest[role] = max(self.slowest.get(role, 0.0), connect_s)
+        self.longest[role] = max(self.longest.get(role, 0.0), call_s)
+        self.total_longest[role] = max(self.total_longest.get(role, 0.0), call_s)
+        if call_s >= STALL_S:
+            self.stalled[role] += 1
+            self.total_stalled[role] += 1
 
-    def ok(self, role: str, node: str, seconds: float) -> None:
+    def ok(self, role: str, node: str, connect_s: float, call_s: float) -> None:
         with self.lock:
             self.reached.setdefault(role, Counter())[node] += 1
             self.total_ok[role] += 1
-            self._took(role, seconds)
+            self._took(role, connect_s, call_s)
 
-    def fail(self, role: str, error: str, seconds: float) -> None:
+    def fail(self, role: str, error: str, connect_s: float, call_s: float) -> None:
         with self.lock:
             self.failed[role] += 1
             self.total_failed[role] += 1
             self.first_error.setdefault(role, error)
-            self._took(role, seconds)
+            self._took(role, connect_s, call_s)
 
     def new_step(self) -> None:
         with self.lock:
@@ -57,6 +71,19 @@ class Tally:
             self.failed.clear()
             self.first_error.clear()
             self.slowest.clear()
+            self.stalled.clear()
+            self.longest.clear()
+
+    def stalls_line(self) -> str:
+        """The step's stalls per role and its longest call: ``prefer-replica 1 (longest
+        2.00 s)``; ``none`` when no call took :data:`STALL_S`."""
+        with self.lock:
+            parts = [
+                f"{role} {self.stalled[role]} (longest {self.longest[role]:.2f} s)"
+                for role in ROLES
+                if self.stalled[role]
+            ]
+            return ", ".join(parts) or "none"
 
     def first_errors(self) -> dict[str, str]:
         """The first failure of the step per role."""
@@ -104,16 +131,18 @@ class Workload:
             conn: Any = clusterdb.connect(CLUSTER, role=role, connect_timeout=self._timeout)
         except Exception as exc:
             took = time.monotonic() - started
-            self._tally.fail(role, _error_line("", exc), took)
+            self._tally.fail(role, _error_line("", exc), took, took)
             return
         took = time.monotonic() - started
         try:
             cur = conn.cursor()
             cur.execute(self._whoami)
             row = cur.fetchone()
-            self._tally.ok(role, str(row[0]) if row else "?", took)
-        except Exception as exc:  # the node died between connect and query
-            self._tally.fail(role, _error_line("query: ", exc), took)
+            call = time.monotonic() - started
+            self._tally.ok(role, str(row[0]) if row else "?", took, call)
+        except Exception as exc:  # the node died or froze between connect and query
+            call = time.monotonic() - started
+            self._tally.fail(role, _error_line("query: ", exc), took, call)
         finally:
             with contextlib.suppress(Exception):
                 conn.close()
