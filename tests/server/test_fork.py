@@ -57,13 +57,12 @@ def socket_of(conn):
     return os.readlink(f"/proc/self/fd/{{conn.pgconn.socket}}")
 
 
-def wait(check, timeout):
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+def wait(check, timeout, step=0.02):
+    for _ in range(int(timeout / step)):
+        if check():
+            return True
+        time.sleep(step)
+    return check()
 
 
 def probes():
