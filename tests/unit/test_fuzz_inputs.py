@@ -322,8 +322,6 @@ ARGS = st.one_of(
 def _run_cli(argv: list[str]) -> tuple[object, str]:
     """(exit status, stdout and stderr) of ``python -m clusterdb ARGV``, in-process."""
     out, err = io.StringIO(), io.StringIO()
-    logger = logging.getLogger("clusterdb")
-    handlers, level = list(logger.handlers), logger.level
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
@@ -331,8 +329,6 @@ def _run_cli(argv: list[str]) -> tuple[object, str]:
             except SystemExit as exc:  # argparse: usage errors and --help
                 status = exc.code
     finally:
-        logger.handlers[:] = handlers
-        logger.setLevel(level)
         for name in clusterdb.clusters():
             clusterdb.unregister(name)
     return status, out.getvalue() + err.getvalue()
@@ -358,6 +354,17 @@ def test_cli_arguments_exit_cleanly_without_a_traceback_or_the_password(
     assert status in (0, 1, 2), (status, output)
     assert "Traceback" not in output
     assert PASSWORD not in output
+
+
+def test_main_called_again_does_not_log_each_line_twice(cli_files: list[str]) -> None:
+    # Found while fuzzing main() in-process: every -v run added one more stderr handler.
+    logger = logging.getLogger("clusterdb")
+    before = (list(logger.handlers), logger.level)
+    sqlite = next(f for f in cli_files if f.endswith("sqlite.toml"))
+    for _ in range(2):
+        status, output = _run_cli(["-v", "check", "-c", sqlite])
+        assert status == 0 and "lite: OK" in output
+        assert (list(logger.handlers), logger.level) == before
 
 
 def test_the_cli_masks_a_password_a_driver_quotes(cli_files: list[str], password_file: str) -> None:
