@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint unit servers demo bench venv clean
+.PHONY: test lint unit servers demo bench venv clean fuzz
 
 test: $(STAMP) servers lint
 	$(PY) -m pytest -q
@@ -44,5 +44,20 @@ bench: $(STAMP) servers
 		|| echo "bench: aws-advanced-python-wrapper did not install; running without that peer"
 	$(PY) bench/run.py
 
+# Coverage-guided fuzzing (atheris) of the DSN parser and the statement classifier, longer than
+# the few seconds `make test` gives them: FUZZ_SECONDS per target (default 300). The corpus
+# grows in .fuzz/corpus-<target> across runs; a crash input lands in .fuzz/ and fails the run.
+FUZZ_SECONDS ?= 300
+fuzz: $(STAMP)
+	@mkdir -p .fuzz
+	@for t in dsn statement; do \
+		mkdir -p .fuzz/corpus-$$t; \
+		echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+		$(PY) tests/fuzz/fuzz_$$t.py .fuzz/corpus-$$t -max_total_time=$(FUZZ_SECONDS) \
+			-artifact_prefix=.fuzz/ -dict=tests/fuzz/$$t.dict -print_final_stats=1 \
+			2>.fuzz/$$t.log || { tail -40 .fuzz/$$t.log; exit 1; }; \
+		grep -E "^stat::number_of_executed_units" .fuzz/$$t.log; \
+	done
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .fuzz

@@ -7,7 +7,8 @@ name positions and key names only.
 
 Conninfo follows libpq: ``key = value`` pairs separated by whitespace; a value is either a
 run of non-whitespace characters or single-quoted; a backslash escapes the next character in
-both. URLs: ``scheme://[user[:password]@][host][:port][,host[:port]...][/dbname][?k=v&...]``
+both. Unlike libpq, ``key= other=value`` (an empty value left unquoted, so that libpq takes
+the next pair as the value) is an error: the next pair may be a password. URLs: ``scheme://[user[:password]@][host][:port][,host[:port]...][/dbname][?k=v&...]``
 with percent-encoding; ``postgresql://`` and ``postgres://`` give ``dbname``, ``mysql://``
 and ``mariadb://`` give ``database`` (each driver's own keyword). Several hosts stay one
 comma-separated ``host`` (and ``port``) value, as libpq keeps them.
@@ -36,6 +37,7 @@ _SCHEME = re.compile(r"\s*([A-Za-z][A-Za-z0-9+.-]*)://")
 _CONNINFO_START = re.compile(r"\s*[^\s=]+\s*=")
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _BARE_SAFE = re.compile(r"[^\s'\\]+")
+_PAIR_START = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*=")
 
 
 def is_url(s: str) -> bool:
@@ -84,7 +86,15 @@ def _parse_conninfo(s: str) -> dict[str, str]:
         if pos >= end:
             return out
         key, pos = _conninfo_key(s, pos)
-        value, pos = _conninfo_value(s, _skip_space(s, pos), key)
+        start = _skip_space(s, pos)
+        if start > pos and s[pos - 2] not in _WHITESPACE and _PAIR_START.match(s, start):
+            # libpq takes "password=x" as the value of "host= password=x": the password
+            # would become a host name, shown wherever the node is named (found by fuzzing).
+            raise ConfigError(
+                f"malformed conninfo string: {key!r} has an empty value followed by another "
+                f"key=value pair (write {key}='' for an empty value)"
+            )
+        value, pos = _conninfo_value(s, start, key)
         out[key] = value
 
 

@@ -31,10 +31,11 @@ def bind_nodes(config: ClusterConfig, adapter: DriverAdapter) -> tuple[ConnectAr
         except Exception as exc:
             redactor = Redactor(config.secrets)
             detail = str(exc) if isinstance(exc, ConfigError) else redactor.one_line(exc)
+            message = (
+                f"node {entry.name!r}: the {adapter.name} driver refuses its settings: {detail}"
+            )
             raise ConfigError(
-                f"node {entry.name!r}: the {adapter.name} driver refuses its settings: "
-                f"{redactor.scrub(detail)}",
-                f"clusters.{config.name}.nodes[{index}]",
+                redactor.scrub(message), f"clusters.{config.name}.nodes[{index}]"
             ) from None
         if not config.options.pipeline_handshake:
             args = dataclasses.replace(args, pipeline_handshake=False)

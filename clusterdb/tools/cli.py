@@ -284,10 +284,12 @@ def _setup_logging(verbose: int, secrets: Iterable[str] = ()) -> None:
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """Run the CLI; return the exit status."""
+    """Run the CLI; return the exit status. The logging set up for ``-v`` is undone on return,
+    so that main() called again in one process does not log each line twice."""
     stream = out if out is not None else sys.stdout
     parser = build_parser()
     args = parser.parse_args(argv)
+    handlers, level = list(log.handlers), log.level
     try:
         result: int = args.func(args, stream)
         return result
@@ -301,6 +303,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return EXIT_OK
     finally:
         _quiesce(getattr(args, "timeout", DEFAULT_TIMEOUT) + 1.0)
+        log.handlers[:] = handlers
+        log.setLevel(level)
 
 
 def _quiesce(timeout: float) -> None:

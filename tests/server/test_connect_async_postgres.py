@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
+import threading
 import time
 from typing import Any
 
@@ -234,3 +235,37 @@ def test_a_node_given_by_name_is_resolved_without_blocking(pg_cluster: PostgresC
                 await conn.close()
 
         assert asyncio.run(main()) == pg_cluster.primary.name
+
+
+def test_close_after_connect_async_leaves_no_task_and_no_clusterdb_thread(
+    pg_cluster: PostgresCluster,
+) -> None:
+    hung = pg_cluster.nodes[2]
+    hung.hang()  # attempts on it are abandoned: tasks that must end by themselves
+    try:
+        with registered(pg_cluster, connect_timeout=5.0, heartbeat=0.2) as name:
+
+            async def main() -> list[str]:
+                for _ in range(10):  # one after another: a burst would be its own test
+                    conn = await clusterdb.connect_async(name)
+                    await conn.close()
+
+                def others() -> set[asyncio.Task[Any]]:
+                    return asyncio.all_tasks() - {asyncio.current_task()}
+
+                deadline = time.monotonic() + 20  # abandoned attempts end at their timeout
+                while others() and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                return [repr(t) for t in others()]
+
+            assert asyncio.run(main()) == []
+            assert clusterdb.stats.snapshot(name).connects == 10
+            assert clusterdb.close(10) is True
+            ours = [
+                t.name
+                for t in threading.enumerate()
+                if t.name.startswith("clusterdb-") and not t.name.startswith("clusterdb-testing")
+            ]
+            assert ours == []
+    finally:
+        hung.resume()
