@@ -45,7 +45,7 @@ from clusterdb.config.schema import (
     kind,
     message_of,
 )
-from clusterdb.config.secrets import Secrets, add_password, secrets_kept_out
+from clusterdb.config.secrets import Secrets, add_password, secrets_kept_out, take_provider
 from clusterdb.config.sources import config_file, module_exists, read_config
 from clusterdb.core.dsn import looks_like_dsn, parse_dsn
 from clusterdb.errors import ConfigError
@@ -181,7 +181,11 @@ def _cluster(
     secrets: Secrets,
 ) -> ClusterConfig:
     """The cluster of ``own`` keys and driver ``params``."""
-    add_password(own, params, prefix, base, secrets)
+    provider = take_provider(own, params, prefix)
+    if provider is None:
+        add_password(own, params, prefix, base, secrets)
+    else:
+        secrets.collect(params)  # sslpassword and the like
     if isinstance(nodes, str | bytes) or not isinstance(nodes, Sequence):
         raise ConfigError(_NODES_SHAPE[source], join(prefix, "nodes"))
     return ClusterConfig(
@@ -191,6 +195,7 @@ def _cluster(
         options=_build_options(own, prefix),
         connect_kwargs=Kwargs(params),
         secrets=secrets.values(),
+        password_provider=provider,
     )
 
 

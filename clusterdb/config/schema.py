@@ -30,6 +30,7 @@ __all__ = [
     "PASSWORD_KEYS",
     "PASSWORD_REFERENCES",
     "POLICY_TYPES",
+    "PROVIDER_KEY",
     "ROOT_KEYS",
     "Option",
     "Range",
@@ -125,10 +126,14 @@ POLICY_TYPES: Mapping[str, type] = {
 
 PASSWORD_REFERENCES = ("password_env", "password_file")
 """Keys naming where a password is (a variable, a file), not the password itself."""
-PASSWORD_KEYS = ("password", *PASSWORD_REFERENCES)
-"""The three ways to give a password, at most one per cluster or node."""
+PROVIDER_KEY = "password_provider"
+"""A cluster's key naming a password provider by import path (``"mypkg.tokens:get_token"``)."""
+PASSWORD_KEYS = ("password", *PASSWORD_REFERENCES, PROVIDER_KEY)
+"""The ways to give a password, at most one per cluster or node (a provider: cluster only)."""
 
-OPTION_KEYS: frozenset[str] = frozenset({*OPTIONS, "password_env", "password_file", *POLICY_TYPES})
+OPTION_KEYS: frozenset[str] = frozenset(
+    {*OPTIONS, "password_env", "password_file", PROVIDER_KEY, *POLICY_TYPES}
+)
 """clusterdb's own ``register()`` keywords; every other keyword goes to the driver's connect()."""
 
 ROOT_KEYS: frozenset[str] = frozenset({"clusters"})

@@ -32,6 +32,7 @@ from clusterdb.core.stats import ClusterStats
 from clusterdb.drivers import ConnectArgs, DriverAdapter, get_adapter
 from clusterdb.drivers.bind import bind_nodes
 from clusterdb.errors import InterfaceError
+from clusterdb.runtime.credentials import Credentials
 from clusterdb.runtime.locked import Locked
 from clusterdb.runtime.log import log_connected, log_failed, log_hedging
 from clusterdb.runtime.pooled import node_tags
@@ -70,6 +71,8 @@ class Cluster:
         self.name = config.name
         self.adapter = adapter if adapter is not None else get_adapter(config.driver)
         self.redactor = Redactor(config.secrets)
+        provider = config.password_provider  # publishes a redactor knowing each new answer
+        self.credentials = Credentials(config, provider, self._use_redactor) if provider else None
         if targets is None:
             targets = bind_nodes(config, self.adapter)
         selection = config.options.selection
@@ -111,6 +114,9 @@ class Cluster:
     def target(self, node: str) -> ConnectArgs:
         """The driver arguments of ``node`` (immutable after registration: no lock needed)."""
         return self._targets[node]
+
+    def _use_redactor(self, redactor: Redactor) -> None:
+        self.redactor = redactor
 
     def redactor_for(self, overrides: Mapping[str, Any]) -> Redactor:
         """The cluster's redactor, plus any secret passed as a connect() override."""
@@ -352,7 +358,8 @@ class Cluster:
 
     def probe(self, node: str) -> bool:
         """Probe ``node`` now (connect, role, lag) and record it; True when it answered."""
-        outcome = probe_once(self.adapter, self._targets[node], self.options.connect_timeout)
+        timeout = self.options.connect_timeout
+        outcome = probe_once(self.adapter, self._targets[node], timeout, self.credentials)
         self.record_probe(node, outcome)
         return outcome.ok
 

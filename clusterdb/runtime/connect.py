@@ -40,6 +40,7 @@ def connect(
         cluster, wanted, overrides, adapter.operational_error, adapter.role_is_free, prefer
     )
     begun: Begun | None = None
+    credentials = cluster.credentials  # a password provider, asked once per attempt
     try:
         if adapter.starts_inline and not chosen.race:
             # The first attempt, in this thread. When it connects to a node of known role,
@@ -48,9 +49,10 @@ def connect(
             began = monotonic()
             patience = min(chosen.hedge_delays[0], timeout)
             target = cluster.target(node)
+            start = adapter.start if credentials is None else credentials.starting(adapter.start)
             # idle=cluster.fold: earlier connects' stats, recorded while the server works.
             conn = begin_here(
-                cluster, node, adapter.start, target, overrides, timeout, patience, cluster.fold
+                cluster, node, start, target, overrides, timeout, patience, cluster.fold
             )
             if not isinstance(conn, _NOT_CONNECTED):
                 done, role = _settled_here(cluster, node, conn, wanted, detect)
@@ -61,7 +63,8 @@ def connect(
             begun = Begun(conn, began)
 
         def attempt(node: str, remaining: float) -> Any:
-            return adapter.connect(cluster.target(node), overrides, remaining)
+            given = overrides if credentials is None else credentials.overrides(overrides)
+            return adapter.connect(cluster.target(node), given, remaining)
 
         conn = race(
             cluster,

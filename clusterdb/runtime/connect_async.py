@@ -44,7 +44,12 @@ async def connect_async(
             node = plan.nodes[0]
             began = monotonic()
             patience = min(plan.hedge_delays[0], timeout)
-            start = adapter.start(cluster.target(node), overrides, timeout, patience, cluster.fold)
+            args = (cluster.target(node), overrides, timeout, patience, cluster.fold)
+            credentials = cluster.credentials  # a password provider, asked once per attempt
+            if credentials is None:
+                start = adapter.start(*args)
+            else:
+                start = credentials.starting_async(adapter.start, *args)
             conn = await _begun_here(cluster, node, start)
             if not isinstance(conn, _NOT_CONNECTED):
                 done, role = await _settled_here(cluster, adapter, node, conn, wanted, detect)
