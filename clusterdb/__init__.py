@@ -24,8 +24,10 @@ from typing import Any
 from clusterdb import stats
 from clusterdb.config import cluster_from_kwargs, load_file
 from clusterdb.core.description import WantedRole
+from clusterdb.core.membership import MembershipChange
 from clusterdb.errors import (
     AllNodesFailed,
+    CausalTokenError,
     ConfigError,
     DatabaseError,
     Error,
@@ -35,21 +37,27 @@ from clusterdb.errors import (
     UnknownClusterError,
 )
 from clusterdb.runtime import pooled, process
+from clusterdb.runtime.causal import connect_after, token_of
 from clusterdb.runtime.connect import connect as connect_cluster
 from clusterdb.runtime.pooled import NodeRef
 
 __all__ = [
     "AllNodesFailed",
+    "CausalTokenError",
     "ConfigError",
     "DatabaseError",
     "Error",
     "InterfaceError",
+    "MembershipChange",
     "NoSuitableNode",
     "NodeRef",
     "OperationalError",
     "UnknownClusterError",
     "__version__",
+    "add_node",
     "apilevel",
+    "causal_token",
+    "causal_token_async",
     "close",
     "clusters",
     "connect",
@@ -61,6 +69,8 @@ __all__ = [
     "paramstyle",
     "probe",
     "register",
+    "reload",
+    "remove_node",
     "report_error",
     "stats",
     "threadsafety",
@@ -104,16 +114,49 @@ def clusters() -> tuple[str, ...]:
 def load_config(path: str | None = None) -> tuple[str, ...]:
     """Register every ``[clusters.NAME]`` of a TOML file (default: ``$CLUSTERDB_CONFIG``).
 
-    Returns the names registered. The whole file is validated before any cluster is
-    registered.
+    Returns the names registered. The whole file is validated (and bound to the drivers)
+    before any cluster changes. A cluster already registered with the same driver is updated
+    in place, as :func:`reload` does: its unchanged nodes keep their state and stats.
     """
-    configs = load_file(path)
-    for config in configs:
-        process.register(config)
-    return tuple(c.name for c in configs)
+    return tuple(reload(path))
 
 
-def connect(name: str, *, role: WantedRole = "any", **overrides: Any) -> Any:
+def reload(path: str | None = None) -> dict[str, MembershipChange]:
+    """Read a TOML file again (default: ``$CLUSTERDB_CONFIG``) and apply it to the running
+    process: each cluster already registered with the same driver takes its new options at
+    once and its new node list as :func:`add_node` / :func:`remove_node` would (nodes of the
+    same name and settings keep their state, stats and latency estimates; new ones are
+    added; missing ones retired; a node whose settings changed starts afresh); other clusters
+    are registered. Connections already open are left alone. Clusters absent from the file
+    are left registered. Returns each cluster's change (``added``, ``removed``, ``changed``).
+    """
+    return process.reload(load_file(path))
+
+
+def add_node(cluster: str, spec: Any) -> str:
+    """Add a node to registered ``cluster`` while it serves; returns the node's name.
+
+    ``spec``: one node as register()'s ``nodes=`` takes it (a mapping of ``name``, ``host``,
+    ``port``, ``dsn``, ``password_env``, ``password_file``, driver keywords; or a DSN string),
+    with the cluster's driver keywords as defaults. The monitor probes it at once; connect()
+    may choose it as soon as this returns. Raises ConfigError for a bad spec or a name the
+    cluster already has, UnknownClusterError for an unknown cluster.
+    """
+    return process.get(cluster).add_node(spec)
+
+
+def remove_node(cluster: str, name: str) -> None:
+    """Retire node ``name`` of ``cluster``: no connect() planned after this returns tries
+    it, the monitor stops probing it, its stats leave the snapshot. Connections already open
+    to it are left alone (:func:`fits` is False for them, so pools replace them). Raises
+    InterfaceError for an unknown node or the cluster's last node.
+    """
+    process.get(cluster).remove_node(name)
+
+
+def connect(
+    name: str, *, role: WantedRole = "any", after: str | None = None, **overrides: Any
+) -> Any:
     """A connection to a node of cluster ``name``: the driver's own connection object.
 
     ``role``: ``"any"``, ``"primary"``, ``"replica"`` or ``"prefer-replica"``. ``overrides``
@@ -121,23 +164,56 @@ def connect(name: str, *, role: WantedRole = "any", **overrides: Any) -> Any:
     seconds (sub-second values allowed). Raises :class:`AllNodesFailed` (also the driver's
     ``OperationalError``) when no node could be reached, :class:`NoSuitableNode` when none
     fits ``role``.
+
+    ``after``: a token from :func:`causal_token`: only a node that has applied it is returned
+    (read-your-writes). A replica the monitor or one round trip finds past it; else one that
+    gets there within the cluster's ``causal_wait``; else the primary for ``prefer-replica``
+    and ``any``, :class:`NoSuitableNode` naming the token for ``replica``. A malformed token
+    or one of another cluster raises :class:`CausalTokenError`.
     """
-    return connect_cluster(process.get(name), role, overrides)
+    cluster = process.get(name)
+    if after is None:
+        return connect_cluster(cluster, role, overrides)
+    return connect_after(cluster, role, overrides, after)
 
 
-async def connect_async(name: str, *, role: WantedRole = "any", **overrides: Any) -> Any:
+def causal_token(conn: Any) -> str:
+    """Where the cluster's log stood after ``conn``'s last commit, as a token for
+    ``connect(after=...)``: plain text (cookie- and header-safe), one round trip.
+
+    ``conn``: a (sync) connection clusterdb returned, on a primary (its writes) or a replica
+    (what it has applied). For asyncio connections use :func:`causal_token_async`. Raises
+    InterfaceError for any other object or a driver without tokens.
+    """
+    return token_of(conn)
+
+
+async def causal_token_async(conn: Any) -> str:
+    """:func:`causal_token` for a connection :func:`connect_async` returned."""
+    from clusterdb.runtime.causal_async import token_of_async
+
+    return await token_of_async(conn)
+
+
+async def connect_async(
+    name: str, *, role: WantedRole = "any", after: str | None = None, **overrides: Any
+) -> Any:
     """:func:`connect` on the running event loop: attempts are tasks, hedge delays are loop
     timers, and the loop is never blocked. Returns the asyncio driver's own connection:
     ``psycopg.AsyncConnection`` for psycopg clusters, an asyncmy connection for PyMySQL ones
     (one registration serves both functions, and they share the nodes' state and stats).
 
-    Same arguments and errors as :func:`connect` (bound to the asyncio driver's
+    Same arguments (``after=`` too) and errors as :func:`connect` (bound to the asyncio driver's
     ``OperationalError``). Cancelling it (``asyncio.wait_for``...) cancels its attempts and
     closes whatever they opened.
     """
+    from clusterdb.runtime.causal_async import connect_after_async
     from clusterdb.runtime.connect_async import connect_async as connect_on_loop
 
-    return await connect_on_loop(process.get(name), role, overrides)
+    cluster = process.get(name)
+    if after is None:
+        return await connect_on_loop(cluster, role, overrides)
+    return await connect_after_async(cluster, role, overrides, after)
 
 
 def close(timeout: float = 1.0) -> bool:
@@ -184,9 +260,10 @@ def fits(conn: Any, role: WantedRole = "any") -> bool:
     """Would clusterdb hand ``conn`` out for ``role`` now? No I/O (about a microsecond).
 
     False when its node is down, drained, no longer of ``role``, a replica lagging more than
-    ``max_lag``, or far slower than the fastest node that fits (or its cluster was registered
-    again since); True for a connection clusterdb did not make. For pools: check it at
-    checkout and open a new connection through :func:`connect` when it does not fit.
+    ``max_lag``, far slower than the fastest node that fits, removed or changed since (or its
+    cluster was registered again since); True for a connection clusterdb did not make. For
+    pools: check it at checkout and open a new connection through :func:`connect` when it
+    does not fit.
     """
     return pooled.fits(conn, role)
 

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 
 __all__ = [
     "AllNodesFailed",
+    "CausalTokenError",
     "ConfigError",
     "DatabaseError",
     "Error",
@@ -56,6 +57,10 @@ class ConfigError(InterfaceError, ValueError):
     def __init__(self, message: str, path: str = "") -> None:
         self.path = path
         super().__init__(f"{path}: {message}" if path else message)
+
+
+class CausalTokenError(InterfaceError, ValueError):
+    """A read-your-writes token that is malformed or belongs to another cluster."""
 
 
 class UnknownClusterError(InterfaceError, LookupError):

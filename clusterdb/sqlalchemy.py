@@ -185,7 +185,7 @@ class PoolWatch:
         tag = pooled.tag_of(dbapi_connection)
         if tag is None:
             return
-        if tag.cluster.retired or tag.node not in tag.fitness.assessment(self.role).fit:
+        if not pooled.is_current(tag) or tag.node not in tag.fitness.assessment(self.role).fit:
             self.refused += 1
             ref = pooled.node_of(dbapi_connection)
             raise DisconnectionError(f"clusterdb: {ref} no longer fits role {self.role}")
@@ -196,7 +196,7 @@ class PoolWatch:
             return
         now = self._clock()
         found = tag.fitness.assessment(self.role, now)
-        if tag.cluster.retired or tag.node not in found.fit:
+        if not pooled.is_current(tag) or tag.node not in found.fit:
             record.invalidate()  # idle here: no need to wait for its next checkout
             return
         if self._balance.settled(found):  # read without the lock: at worst a move waits

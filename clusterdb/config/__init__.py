@@ -21,7 +21,13 @@ Units: plain keys are seconds; keys ending in ``_ms`` are milliseconds.
 
 from __future__ import annotations
 
-from clusterdb.config.build import KNOWN_DRIVERS, cluster_from_kwargs, load_file, parse_config
+from clusterdb.config.build import (
+    KNOWN_DRIVERS,
+    cluster_from_kwargs,
+    load_file,
+    parse_config,
+    with_node,
+)
 from clusterdb.config.model import ClusterConfig, ClusterOptions, NodeEntry
 from clusterdb.config.schema import (
     CLUSTER_KEYS,
@@ -30,7 +36,7 @@ from clusterdb.config.schema import (
     ROOT_KEYS,
     check_option,
 )
-from clusterdb.config.secrets import known_secrets
+from clusterdb.config.secrets import entry_secrets, known_secrets
 from clusterdb.config.sources import CONFIG_ENV
 
 __all__ = [
@@ -45,7 +51,9 @@ __all__ = [
     "NodeEntry",
     "check_option",
     "cluster_from_kwargs",
+    "entry_secrets",
     "known_secrets",
     "load_file",
     "parse_config",
+    "with_node",
 ]

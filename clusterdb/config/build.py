@@ -50,7 +50,14 @@ from clusterdb.config.sources import config_file, module_exists, read_config
 from clusterdb.core.dsn import looks_like_dsn, parse_dsn
 from clusterdb.errors import ConfigError
 
-__all__ = ["KNOWN_DRIVERS", "Source", "cluster_from_kwargs", "load_file", "parse_config"]
+__all__ = [
+    "KNOWN_DRIVERS",
+    "Source",
+    "cluster_from_kwargs",
+    "load_file",
+    "parse_config",
+    "with_node",
+]
 
 KNOWN_DRIVERS = ("psycopg", "pymysql")
 """Driver names with a dedicated adapter; any other importable PEP 249 module name works too."""
@@ -90,6 +97,30 @@ def cluster_from_kwargs(
         prefix = cluster_prefix(name)
         own, params = _split(Source.KWARGS, kwargs, prefix, node=False)
         return _cluster(Source.KWARGS, name, prefix, driver, nodes, own, params, None, secrets)
+
+
+def with_node(config: ClusterConfig, spec: object) -> ClusterConfig:
+    """``config`` with one more node, last: ``spec`` is one item of register()'s ``nodes=``
+    (a mapping or a DSN string), checked the same way, named the same way (a node given no
+    name is named ``host:port``), its secrets added to the config's. Raises ConfigError at
+    ``clusters.<name>.nodes[<i>]`` for a bad spec or a name the cluster already has."""
+    secrets = Secrets()
+    secrets.add_all(config.secrets)
+    index = len(config.nodes)
+    path = f"{join(cluster_prefix(config.name), 'nodes')}[{index}]"
+    with secrets_kept_out(secrets, [spec]):
+        given, entry = _node(Source.KWARGS, spec, path, None, secrets)
+        name = given or _default_name(entry, index)
+        for other in config.nodes:
+            if other.name == name:
+                raise ConfigError(
+                    f"cluster {config.name!r} already has a node named {name!r} (at "
+                    f"{other.address}): give the new node another name, or remove_node("
+                    f"{config.name!r}, {name!r}) first",
+                    join(path, "name") if given else path,
+                )
+        nodes = (*config.nodes, replace(entry, name=name))
+        return replace(config, nodes=nodes, secrets=secrets.values())
 
 
 def load_file(path: str | os.PathLike[str] | None = None) -> tuple[ClusterConfig, ...]:

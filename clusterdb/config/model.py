@@ -114,6 +114,9 @@ class ClusterOptions:
     """Overall deadline of one connect(), seconds (sub-second allowed)."""
     max_lag: float | None = None
     """Replicas lagging more (seconds) are not chosen for "replica" / "prefer-replica"."""
+    causal_wait: float = 1.0
+    """connect(after=token): seconds to wait for a replica to apply the token before the
+    primary serves (``prefer-replica``) or NoSuitableNode is raised (``replica``)."""
     heartbeat: float = 5.0
     """Seconds between two probes of a healthy node."""
     monitor: bool = True
@@ -126,6 +129,10 @@ class ClusterOptions:
     single_writer: bool = False
     """Galera: ``role="primary"`` goes to one synced node only (the first in the node list),
     to avoid certification conflicts; see :func:`clusterdb.core.roles.preferred_writer`."""
+    causal_reads: bool = False
+    """Galera (PyMySQL and asyncmy): every session clusterdb opens runs ``SET SESSION
+    wsrep_sync_wait = 1`` first (PyMySQL's ``init_command``), so a read waits until the node
+    has applied every write committed anywhere in the cluster before it began."""
     selection: SelectionPolicy = field(default_factory=SelectionPolicy)
     hedge: HedgePolicy = field(default_factory=HedgePolicy)
     backoff: Backoff = field(default_factory=Backoff)

@@ -91,11 +91,13 @@ OPTIONS: Mapping[str, Option] = {
     for o in (
         Option("connect_timeout", "options", "connect_timeout", unit=_S, bounds=_ABOVE_0),
         Option("max_lag", "options", "max_lag", unit=_S, nullable=True),
+        Option("causal_wait", "options", "causal_wait", unit=_S, bounds=Range(0.0)),
         Option("heartbeat", "options", "heartbeat", unit=_S, bounds=_ABOVE_0),
         Option("monitor", "options", "monitor", value_type=bool),
         Option("pipeline_handshake", "options", "pipeline_handshake", value_type=bool),
         Option("topology", "options", "topology", value_type=str, choices=TOPOLOGIES),
         Option("single_writer", "options", "single_writer", value_type=bool),
+        Option("causal_reads", "options", "causal_reads", value_type=bool),
         Option("latency_window_ms", "selection", "window_ms", unit=_MS),
         Option("latency_window_ratio", "selection", "window_ratio"),
         Option("latency_weight_exponent", "selection", "weight_exponent"),

@@ -12,13 +12,21 @@ import contextlib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-from clusterdb.config.model import ClusterConfig, PasswordProvider
+from clusterdb.config.model import ClusterConfig, NodeEntry, PasswordProvider
 from clusterdb.config.schema import PASSWORD_REFERENCES, PROVIDER_KEY, join, kind, message_of
 from clusterdb.config.sources import password_from_env, password_from_file, provider_from_path
+from clusterdb.core.dsn import looks_like_dsn, parse_dsn
 from clusterdb.core.redact import Redactor, is_secret_key
 from clusterdb.errors import ConfigError
 
-__all__ = ["Secrets", "add_password", "known_secrets", "secrets_kept_out", "take_provider"]
+__all__ = [
+    "Secrets",
+    "add_password",
+    "entry_secrets",
+    "known_secrets",
+    "secrets_kept_out",
+    "take_provider",
+]
 
 
 class Secrets:
@@ -50,6 +58,20 @@ def known_secrets(configs: Iterable[ClusterConfig]) -> tuple[str, ...]:
     found = Secrets()
     for config in configs:
         found.add_all(config.secrets)
+    return found.values()
+
+
+def entry_secrets(entries: Iterable[NodeEntry]) -> tuple[str, ...]:
+    """Every secret of already built node ``entries`` (secret-looking params, a DSN's
+    password): for entries made by code rather than by the builder, which records its own."""
+    found = Secrets()
+    for entry in entries:
+        found.collect(entry.params)
+        if entry.dsn is not None and looks_like_dsn(entry.dsn):
+            try:
+                found.collect(parse_dsn(entry.dsn))
+            except ConfigError:
+                found.add(entry.dsn)  # unparsable: mask it whole rather than guess
     return found.values()
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NamedTuple
 
+from clusterdb.core.causal import Position, format_position
 from clusterdb.core.description import NodeDescription, NodeState, Role
 from clusterdb.core.events import (
     DrainChanged,
@@ -46,8 +47,8 @@ _NO_BAND = (math.inf, -math.inf)
 class ProbeOutcome(NamedTuple):
     """What one probe of a node found: it answered (``ok``) after a connect of ``latency`` s
     and a round trip of ``rtt`` s, with its ``role``, ``lag``, whether its replication has
-    ``stopped`` and its Galera ``wsrep`` status (None: no Galera provider); or it did not,
-    with ``error``."""
+    ``stopped``, its Galera ``wsrep`` status (None: no Galera provider) and a replica's
+    ``applied`` log position; or it did not, with ``error``."""
 
     ok: bool
     latency: float | None = None
@@ -57,6 +58,7 @@ class ProbeOutcome(NamedTuple):
     stopped: bool = False
     error: BaseException | None = None
     wsrep: WsrepStatus | None = None
+    applied: Position | None = None
 
 
 def _utc(epoch: float | None) -> datetime | None:
@@ -108,7 +110,12 @@ class NodeRecord:
     last_success_at: float | None = None
     last_state_change_at: float | None = None
     down_since_epoch: float | None = None
+    applied: Position | None = None
+    """A replica's applied log position at its last probe (read-your-writes tokens)."""
     rtt: LatencyEstimate = field(default_factory=LatencyEstimate)
+    retired: bool = field(default=False, repr=False)
+    """Removed from its cluster, or replaced by a changed node's record: its late results
+    are not its to record (runtime.membership)."""
     # -- caches --
     keep: tuple[float, float] = field(default=_NO_BAND, repr=False)
     """The band kept rankings ranked this node's estimate within (RankingCache.band)."""
@@ -177,6 +184,7 @@ class NodeRecord:
             drained=self.drained,
             replication_stopped=self.replication_stopped,
             galera=self.galera,
+            applied=format_position(self.applied),
             connects=self.connects,
             connect_errors=self.connect_errors,
             discarded=self.discarded,
@@ -273,6 +281,7 @@ class NodeRecord:
             replication = ReplicationChanged(self.name, outcome.stopped)
         rerank = rerank or self.lag != outcome.lag
         self.lag, self.replication_stopped = outcome.lag, outcome.stopped
+        self.applied = outcome.applied
         galera = self._set_galera(galera_state(outcome.wsrep, self.topology))
         return _transition(
             rerank, self._set_state("up", now, wall, ""), role_changed, replication, galera

@@ -48,6 +48,9 @@ class NodeStats:
     """A Galera node's state (:data:`~clusterdb.core.galera.GALERA_STATES`: ``synced``,
     ``donor``, ``desynced``, ``joining``, ``joined``, ``non-primary``...), None for any other
     node. Only a synced node gets connections."""
+    applied: str | None = None
+    """A replica's applied log position at its last probe (PostgreSQL replay LSN ``X/Y``,
+    MariaDB GTID position), as the server prints it; None on a primary or before a probe."""
 
     @property
     def attempts(self) -> int:
@@ -75,6 +78,12 @@ class ClusterStats:
     failures: int
     """connect() calls that raised."""
     taken_at: datetime
+    causal_waits: int = 0
+    """connect(after=token) calls that waited (up to ``causal_wait``) for a replica to apply
+    the token."""
+    causal_fallbacks: int = 0
+    """connect(after=token) calls no replica could serve in time: served by the primary
+    (``prefer-replica``, ``any``) or refused (``replica``)."""
 
     def node(self, name: str) -> NodeStats:
         for node in self.nodes:
@@ -89,6 +98,8 @@ class ClusterStats:
             "driver": self.driver,
             "connects": self.connects,
             "failures": self.failures,
+            "causal_waits": self.causal_waits,
+            "causal_fallbacks": self.causal_fallbacks,
             "taken_at": self.taken_at.isoformat(),
             "nodes": [n.as_dict() for n in self.nodes],
         }

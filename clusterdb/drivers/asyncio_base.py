@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from clusterdb.core.causal import Kind
 from clusterdb.core.description import Role
 from clusterdb.drivers.base import ConnectArgs, nothing
 
@@ -78,6 +79,14 @@ class AsyncAdapter(ABC):
         """The node's role as seen on ``conn``, or None when the driver cannot tell; leaves
         no transaction open."""
         return None
+
+    causal_kind: Kind | None = None
+    """The kind of read-your-writes token the driver's servers give (None: no tokens)."""
+
+    async def fetch_row(self, conn: Any, sql: str) -> tuple[Any, ...] | None:
+        """The first row of ``sql`` as a tuple, leaving no transaction open that was not
+        open before (:meth:`DriverAdapter.fetch_row` on the loop)."""
+        raise NotImplementedError(f"{self.name} gives no read-your-writes tokens")
 
     @abstractmethod
     async def close(self, conn: Any) -> None:

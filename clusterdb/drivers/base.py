@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
+from clusterdb.core.causal import Kind, Position
 from clusterdb.core.description import Role
 from clusterdb.core.galera import WsrepStatus
 
@@ -63,6 +64,9 @@ class ProbeResult:
     say by how much."""
     wsrep: WsrepStatus | None = None
     """A Galera node's wsrep status; None when the server reports no Galera provider."""
+    applied: Position | None = None
+    """A replica's applied log position (PostgreSQL replay LSN, MariaDB GTID position), for
+    read-your-writes tokens; None on a primary or when not read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +110,8 @@ class DriverAdapter(ABC):
     operational_error: type[Exception]
     role_is_free: bool = False
     """True when :meth:`detect_role` needs no round trip, so it runs on every connect."""
+    causal_kind: Kind | None = None
+    """The kind of read-your-writes token the driver's servers give (None: no tokens)."""
 
     @abstractmethod
     def connect_args(self, node: NodeEntry, kwargs: Mapping[str, Any]) -> ConnectArgs:
@@ -152,6 +158,17 @@ class DriverAdapter(ABC):
         Leaves no transaction open.
         """
         return None
+
+    def fetch_row(self, conn: Any, sql: str) -> tuple[Any, ...] | None:
+        """The first row of ``sql`` as a tuple (whatever the caller's row factory or cursor
+        class), leaving no transaction open that was not open before."""
+        cursor = conn.cursor()
+        try:
+            cursor.execute(sql)
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        return None if row is None else tuple(row)
 
     def probe(self, conn: Any) -> ProbeResult:
         """One round trip on a connection opened for probing: the node's role and lag.

@@ -9,7 +9,11 @@ from clusterdb.core.redact import Redactor
 from clusterdb.drivers.base import ConnectArgs, DriverAdapter
 from clusterdb.errors import ConfigError
 
-__all__ = ["bind_nodes"]
+__all__ = ["CAUSAL_READS", "bind_nodes"]
+
+CAUSAL_READS = "SET SESSION wsrep_sync_wait = 1"
+"""A session's reads (SELECT, SHOW, BEGIN) wait for the node to apply every write the
+cluster committed before they began (Galera's causality check; 1 = reads only)."""
 
 
 def bind_nodes(config: ClusterConfig, adapter: DriverAdapter) -> tuple[ConnectArgs, ...]:
@@ -19,6 +23,7 @@ def bind_nodes(config: ClusterConfig, adapter: DriverAdapter) -> tuple[ConnectAr
     first node the driver refuses, its message scrubbed of the cluster's secrets (a driver's
     message about a bad DSN may quote it, password included).
     """
+    _check_causal_reads(config, adapter)
     bound = []
     for index, entry in enumerate(config.nodes):
         try:
@@ -33,5 +38,29 @@ def bind_nodes(config: ClusterConfig, adapter: DriverAdapter) -> tuple[ConnectAr
             ) from None
         if not config.options.pipeline_handshake:
             args = dataclasses.replace(args, pipeline_handshake=False)
+        if config.options.causal_reads:
+            path = f"clusters.{config.name}.nodes[{index}].init_command"
+            if args.kwargs.get("init_command") is not None:
+                raise ConfigError(
+                    "causal_reads sets init_command itself: drop this one, or drop "
+                    f"causal_reads and put {CAUSAL_READS!r} in your init_command",
+                    path,
+                )
+            args = dataclasses.replace(args, kwargs={**args.kwargs, "init_command": CAUSAL_READS})
         bound.append(args)
     return tuple(bound)
+
+
+def _check_causal_reads(config: ClusterConfig, adapter: DriverAdapter) -> None:
+    """``causal_reads`` is Galera's (``wsrep_sync_wait``), set through PyMySQL's keywords."""
+    o = config.options
+    if not o.causal_reads:
+        return
+    path = f"clusters.{config.name}.causal_reads"
+    if adapter.name != "pymysql":
+        raise ConfigError(
+            f"needs a MariaDB Galera cluster (driver 'pymysql'), not the {adapter.name} driver",
+            path,
+        )
+    if o.topology == "replication":
+        raise ConfigError("needs Galera: set topology to 'galera' or 'auto'", path)

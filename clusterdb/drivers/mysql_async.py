@@ -218,16 +218,23 @@ class AsyncmyAdapter(AsyncAdapter):
         return AsyncPending(finish, sock.close)
 
     async def detect_role(self, conn: Any) -> Role | None:
+        # A plain cursor, no transaction left open: the connection as asyncmy would give it.
+        return role_of(await self.fetch_row(conn, ROLE_SQL))
+
+    causal_kind = "mariadb"
+
+    async def fetch_row(self, conn: Any, sql: str) -> tuple[Any, ...] | None:
         # A plain cursor whatever the caller's cursor class (a DictCursor would give a dict).
+        was_open = conn.server_status & IN_TRANSACTION
         cursor = conn.cursor(cursors.Cursor)
         try:
-            await cursor.execute(ROLE_SQL)
+            await cursor.execute(sql)
             row = await cursor.fetchone()
         finally:
             await cursor.close()
-        if conn.server_status & IN_TRANSACTION:
-            await conn.rollback()  # the connection as asyncmy gives it: no transaction
-        return role_of(row)
+        if not was_open and conn.server_status & IN_TRANSACTION:
+            await conn.rollback()
+        return None if row is None else tuple(row)
 
     async def close(self, conn: Any) -> None:
         with contextlib.suppress(Exception):

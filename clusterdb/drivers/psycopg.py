@@ -12,8 +12,11 @@ import psycopg
 from psycopg import generators
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.errors import ConnectionTimeout
+from psycopg.pq import TransactionStatus
+from psycopg.rows import tuple_row
 from psycopg.waiting import Ready, Wait
 
+from clusterdb.core.causal import parse_lsn
 from clusterdb.core.description import Role
 from clusterdb.drivers.base import (
     ConnectArgs,
@@ -58,8 +61,11 @@ SELECT pg_is_in_recovery(),
             WHEN pg_last_wal_receive_lsn() IS NOT NULL
              AND pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0.0
             ELSE EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8
-       END
+       END,
+       pg_last_wal_replay_lsn()::text
 """
+
+_IDLE = TransactionStatus.IDLE
 
 # libpq (and psycopg, which follows it) counts connect_timeout in whole seconds, at least 2.
 _MIN_DRIVER_TIMEOUT = 2
@@ -145,6 +151,7 @@ class PsycopgAdapter(DriverAdapter):
     module = psycopg
     operational_error = psycopg.OperationalError
     role_is_free = True
+    causal_kind = "pg"
 
     def connect_args(self, node: NodeEntry, kwargs: Mapping[str, Any]) -> ConnectArgs:
         python_kw = {k: v for k, v in kwargs.items() if k in _PYTHON_KEYS}
@@ -253,5 +260,20 @@ class PsycopgAdapter(DriverAdapter):
         row = conn.execute(_PROBE_SQL).fetchone()
         if row is None:
             return ProbeResult(self.detect_role(conn), None)
-        in_recovery, lag = row
-        return ProbeResult("replica" if in_recovery else "primary", lag)
+        in_recovery, lag, replayed = row
+        applied = parse_lsn(replayed) if in_recovery and replayed else None
+        return ProbeResult("replica" if in_recovery else "primary", lag, applied=applied)
+
+    def fetch_row(self, conn: Any, sql: str) -> tuple[Any, ...] | None:
+        # Autocommit for the query when no transaction is open: none is left open, at no
+        # round trip (psycopg switches it client-side while idle).
+        idle = not conn.autocommit and conn.info.transaction_status == _IDLE
+        if idle:
+            conn.autocommit = True
+        try:
+            with conn.cursor(row_factory=tuple_row) as cursor:
+                row: tuple[Any, ...] | None = cursor.execute(sql).fetchone()
+        finally:
+            if idle:
+                conn.autocommit = False
+        return row

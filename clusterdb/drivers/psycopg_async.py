@@ -21,6 +21,8 @@ import psycopg
 from psycopg import generators
 from psycopg.conninfo import conninfo_attempts_async, conninfo_to_dict, make_conninfo
 from psycopg.errors import ConnectionTimeout
+from psycopg.pq import TransactionStatus
+from psycopg.rows import tuple_row
 from psycopg.waiting import Wait
 
 from clusterdb.core.description import Role
@@ -216,6 +218,22 @@ class PsycopgAsyncAdapter(AsyncAdapter):
 
     async def detect_role(self, conn: Any) -> Role | None:
         return self._sync.detect_role(conn)  # reported by the server: no round trip
+
+    causal_kind = "pg"
+
+    async def fetch_row(self, conn: Any, sql: str) -> tuple[Any, ...] | None:
+        # As the sync adapter: autocommit for the query while idle, so none is left open.
+        idle = not conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE
+        if idle:
+            await conn.set_autocommit(True)
+        try:
+            async with conn.cursor(row_factory=tuple_row) as cursor:
+                await cursor.execute(sql)
+                row: tuple[Any, ...] | None = await cursor.fetchone()
+        finally:
+            if idle:
+                await conn.set_autocommit(False)
+        return row
 
     async def close(self, conn: Any) -> None:
         with contextlib.suppress(Exception):

@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 import pymysql
 import pymysql.cursors
-from pymysql.constants import CR, ER, SERVER_STATUS
+from pymysql.constants import CR, ER
 
 from clusterdb.core.description import Role
 from clusterdb.core.dsn import parse_dsn
-from clusterdb.drivers import pymysql_errors, pymysql_handshake
+from clusterdb.drivers import pymysql_errors, pymysql_handshake, pymysql_rows
 from clusterdb.drivers.base import (
     ConnectArgs,
     DriverAdapter,
@@ -41,6 +41,7 @@ from clusterdb.drivers.base import (
     needs_no_lookup,
     nothing,
 )
+from clusterdb.drivers.pymysql_rows import IN_TRANSACTION
 from clusterdb.drivers.pymysql_wsrep import wsrep_status
 from clusterdb.errors import ConfigError
 
@@ -77,7 +78,6 @@ _CONVERT: dict[str, Callable[[str], Any]] = {
     "binary_prefix": _flag,
 }
 
-IN_TRANSACTION = SERVER_STATUS.SERVER_STATUS_IN_TRANS
 ROLE_SQL = "SELECT @@read_only"
 """The role query of a MySQL/MariaDB connection (see :func:`role_of`)."""
 
@@ -212,6 +212,8 @@ class PyMySQLAdapter(DriverAdapter):
     name = "pymysql"
     module = pymysql
     operational_error = pymysql.err.OperationalError
+    causal_kind = "mariadb"
+    fetch_row = staticmethod(pymysql_rows.fetch_row)
 
     def connect_args(self, node: NodeEntry, kwargs: Mapping[str, Any]) -> ConnectArgs:
         # libpq's "dbname" is accepted for PyMySQL's "database", at every level.
@@ -327,16 +329,8 @@ class PyMySQLAdapter(DriverAdapter):
             return self.connect(target, overrides, deadline - time.monotonic())
 
     def detect_role(self, conn: Any) -> Role | None:
-        # A plain cursor whatever the caller's cursorclass (a DictCursor would return a dict).
-        cursor = pymysql.cursors.Cursor(conn)
-        try:
-            cursor.execute(ROLE_SQL)
-            row = cursor.fetchone()
-        finally:
-            cursor.close()
-        if conn.server_status & IN_TRANSACTION:
-            conn.rollback()  # give the caller the connection as PyMySQL would: no transaction
-        return role_of(row)
+        # A plain cursor, no transaction left open: the connection as PyMySQL would give it.
+        return role_of(pymysql_rows.fetch_row(conn, ROLE_SQL))
 
     def probe(self, conn: Any) -> ProbeResult:
         """Role from ``@@read_only`` and replica status, lag from ``SHOW SLAVE STATUS``.
@@ -375,8 +369,8 @@ class PyMySQLAdapter(DriverAdapter):
         fields = dict(zip(columns, status, strict=False))
         if fields.get("Slave_SQL_Running") == "No":
             return ProbeResult("replica", None, stopped=True)
-        behind = fields.get("Seconds_Behind_Master")
-        return ProbeResult("replica", None if behind is None else float(behind))
+        lag = None if (b := fields.get("Seconds_Behind_Master")) is None else float(b)
+        return ProbeResult("replica", lag, applied=pymysql_rows.replica_position(conn))
 
     _warned_no_lag = False
 

@@ -15,26 +15,26 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from collections.abc import Sequence
 
 from clusterdb.config import ClusterConfig, ClusterOptions
+from clusterdb.core.causal import Token, covers
+from clusterdb.core.causal_rules import Avoid, without
 from clusterdb.core.description import ClusterDescription, Role, WantedRole
 from clusterdb.core.events import Event
 from clusterdb.core.node_state import NodeRecord
 from clusterdb.core.ranking_cache import RankingCache
 from clusterdb.core.rebalance import first_on
-from clusterdb.core.redact import Redactor, is_secret_key
 from clusterdb.core.roles import preferred_writer
 from clusterdb.core.selection import Plan, Ranking, rank
-from clusterdb.core.stats import ClusterStats
 from clusterdb.drivers import ConnectArgs, DriverAdapter, get_adapter
 from clusterdb.drivers.bind import bind_nodes
-from clusterdb.errors import InterfaceError
-from clusterdb.runtime.credentials import Credentials
+from clusterdb.errors import OperationalError
+from clusterdb.runtime.cluster_stats import StatsView
+from clusterdb.runtime.credentials import Redacting
 from clusterdb.runtime.locked import Locked
 from clusterdb.runtime.log import log_connected, log_failed, log_hedging
+from clusterdb.runtime.membership import Membership, Watcher, new_record
 from clusterdb.runtime.pooled import node_tags
 from clusterdb.runtime.probe import ProbeOutcome, probe_once
 
@@ -45,17 +45,9 @@ __all__ = ["Cluster", "Watcher"]
 log = logging.getLogger("clusterdb")
 
 
-class Watcher(Protocol):
-    """What watches a cluster in the background (the process's monitor)."""
-
-    def watch(self, cluster: Any) -> None: ...
-    def unwatch(self, cluster: Any) -> None: ...
-    def node_failed(self, cluster: Any, node: str) -> None: ...
-    def request_check(self, cluster: Any) -> None: ...
-
-
-class Cluster:
-    """One registered cluster: what connect(), stats and the monitor work on.
+class Cluster(Membership, Redacting, StatsView):
+    """One registered cluster: what connect(), stats and the monitor work on. Its node list
+    can change while it serves (:class:`~clusterdb.runtime.membership.Membership`).
 
     ``targets``: each node's driver arguments (:func:`~clusterdb.drivers.bind.bind_nodes`),
     bound here when not given, which raises ConfigError for settings the driver refuses.
@@ -70,22 +62,20 @@ class Cluster:
         self.config = config
         self.name = config.name
         self.adapter = adapter if adapter is not None else get_adapter(config.driver)
-        self.redactor = Redactor(config.secrets)
-        provider = config.password_provider  # publishes a redactor knowing each new answer
-        self.credentials = Credentials(config, provider, self._use_redactor) if provider else None
+        self._start_redacting()  # the redactor, and the password provider if any
         if targets is None:
             targets = bind_nodes(config, self.adapter)
         selection = config.options.selection
         self._lock = threading.Lock()
         self._rng = random.Random()
-        topology = config.options.topology
-        self._nodes = {
-            e.name: NodeRecord(e.name, e.address, selection.trial_serves, topology)
-            for e in config.nodes
-        }
+        self._membership = threading.Lock()  # taken before _lock, never inside it
+        # Replaced whole by a membership change, never mutated: read without the lock.
+        self._nodes = {e.name: new_record(e, config) for e in config.nodes}
+        self._stale: dict[str, int] = {}  # attempts pending on retired records, per name
         self._single_writer = config.options.single_writer
         self._targets = {e.name: t for e, t in zip(config.nodes, targets, strict=True)}
         self._connects = self._failures = 0  # connect() calls that returned, that raised
+        self._causal = (0, 0)  # connect(after=token) calls that waited, that fell back
         self._watched_by: Watcher | None = None
         self._in_flight = 0  # attempts pending on every node, queued ones included
         # The floor: a quarter of the latency window's absolute part (docs/design/state.md).
@@ -108,20 +98,18 @@ class Cluster:
 
     @property
     def node_names(self) -> tuple[str, ...]:
-        """Node names in registration order (fixed at registration: no lock needed)."""
+        """Node names in list order (a map replaced whole on a change: no lock needed)."""
         return tuple(self._nodes)
 
     def target(self, node: str) -> ConnectArgs:
-        """The driver arguments of ``node`` (immutable after registration: no lock needed)."""
-        return self._targets[node]
-
-    def _use_redactor(self, redactor: Redactor) -> None:
-        self.redactor = redactor
-
-    def redactor_for(self, overrides: Mapping[str, Any]) -> Redactor:
-        """The cluster's redactor, plus any secret passed as a connect() override."""
-        extra = [v for k, v in overrides.items() if isinstance(v, str) and is_secret_key(k)]
-        return self.redactor.with_secrets(extra) if extra else self.redactor
+        """The driver arguments of ``node`` (no lock needed); raises OperationalError for a
+        node removed since the plan naming it was made: it is not tried again."""
+        try:
+            return self._targets[node]
+        except KeyError:
+            raise OperationalError(
+                f"node {node!r} was removed from cluster {self.name!r}; not tried"
+            ) from None
 
     # -- decisions --
 
@@ -138,10 +126,11 @@ class Cluster:
         return ClusterDescription(self.name, nodes)
 
     def begin(
-        self, wanted: WantedRole, prefer: str | None = None
+        self, wanted: WantedRole, prefer: str | None = None, avoid: Avoid | None = None
     ) -> tuple[Plan, ClusterDescription]:
         """Plan one connect() and count its first attempts (all of a race) as pending;
-        ``prefer``: a node to try first when the plan has it (a pool moving a connection).
+        ``prefer``: a node to try first when the plan has it (a pool moving a connection);
+        ``avoid``: (nodes to leave out, why) (a token they have not applied).
 
         A ranking is kept (:class:`RankingCache`) while no attempt is pending but queued ones.
         A kept ranking does not wait for the outbox (the plain lock): the latest connect's
@@ -157,6 +146,8 @@ class Cluster:
             else:
                 _, _, ranking, desc = kept
             chosen = ranking.draw(self._rng)
+            if avoid is not None:
+                chosen = without(chosen, *avoid)
             if prefer is not None:
                 chosen = first_on(chosen, prefer)
             first = chosen.nodes if chosen.race else chosen.nodes[:1]
@@ -182,9 +173,14 @@ class Cluster:
     # -- attempts (counters only: no transition, so the plain lock) --
 
     def attempt_started(self, node: str) -> None:
-        """A hedge or a failure started one more attempt on ``node``."""
+        """A hedge or a failure started one more attempt on ``node`` (removed: one more late
+        result to ignore, its attempt fails at :meth:`target`)."""
         with self._lock:
-            self._nodes[node].pending += 1
+            n = self._nodes.get(node)
+            if n is None:
+                self._stale[node] = self._stale.get(node, 0) + 1
+                return
+            n.pending += 1
             self._in_flight += 1
 
     def attempt_abandoned(self, node: str) -> None:
@@ -193,18 +189,29 @@ class Cluster:
         with self._lock:
             self._ended(node)
 
-    def _ended(self, node: str) -> NodeRecord:
-        """Hold the lock: an attempt on ``node`` is no longer pending."""
-        n = self._nodes[node]
-        n.pending -= 1
-        self._in_flight -= 1
+    def _ended(self, node: str) -> NodeRecord | None:
+        """Hold the lock: an attempt on ``node`` is no longer pending; None when it was
+        counted against a retired record (its outcome is ignored: runtime.membership)."""
+        stale = self._stale
+        if stale and node in stale:
+            if stale[node] > 1:
+                stale[node] -= 1
+            else:
+                del stale[node]
+            return None
+        n = self._nodes.get(node)
+        if n is not None:
+            n.pending -= 1
+            self._in_flight -= 1
         return n
 
     def record_discarded(self, node: str) -> None:
         """A connection to ``node``, recorded as a success, was closed unused after all (a
         primary held aside for ``prefer-replica`` while a replica answered)."""
         with self._lock:
-            self._nodes[node].discarded += 1
+            n = self._nodes.get(node)
+            if n is not None:
+                n.discarded += 1
 
     def record_outcome(self, ok: bool) -> None:
         """One connect() returned a connection (``ok``) or raised."""
@@ -227,7 +234,9 @@ class Cluster:
         with self._locked as s:
             if returned:
                 self._connects += 1
-            s.apply(self._ended(node).on_connected(latency, role, now, wall, discarded))
+            n = self._ended(node)
+            if n is not None:
+                s.apply(n.on_connected(latency, role, now, wall, discarded))
 
     def record_returned(self, node: str, latency: float, role: Role | None) -> None:
         """As :meth:`record_success` with ``returned=True``, for the connection that the
@@ -235,8 +244,8 @@ class Cluster:
         counters and the estimate (the node up, off trial, its role as known), queued with no
         lock for :meth:`fold`. A change landing between the unlocked read and the queueing is
         taken as having come after this connect."""
-        n = self._nodes[node]
-        if n.state != "up" or n.served < n.trial_serves or (role and role != n.role):
+        n = self._nodes.get(node)
+        if n is None or n.state != "up" or n.served < n.trial_serves or (role and role != n.role):
             self.record_success(node, latency, role, False, returned=True)
             return
         self._outbox.append((n, latency, time.monotonic(), time.time()))
@@ -257,6 +266,9 @@ class Cluster:
         while outbox:
             n, latency, now, wall = outbox.popleft()
             self._connects += 1
+            if n.retired:  # removed or changed since: the count is all that is left
+                self._ended(n.name)
+                continue
             n.pending -= 1
             self._in_flight -= 1
             if n.on_returned(latency, now, wall):
@@ -267,9 +279,11 @@ class Cluster:
         if line is None:
             line = self.redactor.one_line(exc)
         now, wall = time.monotonic(), time.time()
-        log_failed(self.name, node, line)
+        if node in self._nodes:  # a removed node's failure (its attempt refused) is no news
+            log_failed(self.name, node, line)
         with self._locked as s:
-            events = s.apply(self._ended(node).on_failed(line, now, wall))
+            n = self._ended(node)
+            events = () if n is None else s.apply(n.on_failed(line, now, wall))
         self._went_down(node, events)
 
     def record_lost(self, node: str, exc: BaseException) -> None:
@@ -277,7 +291,8 @@ class Cluster:
         line = self.redactor.one_line(exc)
         now, wall = time.monotonic(), time.time()
         with self._locked as s:
-            events = s.apply(self._nodes[node].on_connection_lost(line, now, wall))
+            n = self._nodes.get(node)
+            events = () if n is None else s.apply(n.on_connection_lost(line, now, wall))
         self._went_down(node, events)
 
     def _went_down(self, node: str, events: tuple[Event, ...]) -> None:
@@ -288,7 +303,9 @@ class Cluster:
     def record_read_only(self, node: str) -> None:
         """``node`` refused a write as read-only: it is no primary now."""
         with self._locked as s:
-            s.apply(self._nodes[node].on_read_only_error())
+            n = self._nodes.get(node)
+            if n is not None:
+                s.apply(n.on_read_only_error())
 
     def request_check(self) -> None:
         """Have the monitor re-read every node's role now (it rate-limits such requests)."""
@@ -301,66 +318,50 @@ class Cluster:
         """Changes whenever a kept ranking may no longer hold (read without the lock)."""
         return self._rankings.epoch
 
+    def applied_by(self, token: Token) -> frozenset[str]:
+        """Replicas up whose last probe saw ``token`` applied (positions only grow)."""
+        with self._lock:
+            ns = self._nodes.values()
+            return frozenset(n.name for n in ns if n.role == "replica" and covers(n.applied, token))
+
+    def record_causal(self, waited: bool, fell_back: bool) -> None:
+        """Count a connect(after=token) that ``waited`` for a replica, that ``fell_back``."""
+        with self._lock:
+            self._causal = (self._causal[0] + waited, self._causal[1] + fell_back)
+
     def record_hedge(self, node: str, elapsed: float) -> None:
         """``node`` has not answered after ``elapsed`` s: rank it down now, not at its timeout."""
         now = time.monotonic()
         log_hedging(self.name, node, elapsed)
         with self._locked as s:
-            s.apply(self._nodes[node].on_hedge(elapsed, now))
+            n = self._nodes.get(node)
+            if n is not None:
+                s.apply(n.on_hedge(elapsed, now))
 
-    def record_probe(self, node: str, outcome: ProbeOutcome) -> None:
-        """The monitor probed ``node`` and found ``outcome``."""
+    def record_probe(
+        self, node: str, outcome: ProbeOutcome, record: NodeRecord | None = None
+    ) -> None:
+        """The monitor probed ``node`` (its record ``record``, when known) and found
+        ``outcome``; ignored when the node was removed or changed meanwhile."""
         error = None if outcome.ok else outcome.error
         line = None if error is None else self.redactor.one_line(error)
         now, wall = time.monotonic(), time.time()
         with self._locked as s:
-            s.apply(self._nodes[node].on_probe(outcome, now, wall, line))
-
-    # -- operator actions --
-
-    def drain(self, node: str) -> None:
-        """Give ``node`` no new connections until :meth:`undrain` (open ones are untouched)."""
-        self._set_drained(node, True)
-
-    def undrain(self, node: str) -> None:
-        """Put a drained ``node`` back into rotation."""
-        self._set_drained(node, False)
-
-    def _set_drained(self, node: str, drained: bool) -> None:
-        n = self._nodes.get(node)  # the nodes are fixed at registration
-        if n is None:
-            raise InterfaceError(
-                f"cluster {self.name!r} has no node {node!r} (nodes: {', '.join(self._nodes)})"
-            )
-        with self._locked as s:
-            s.apply(n.on_drained(drained))
-
-    # -- stats --
-
-    def stats_snapshot(self) -> ClusterStats:
-        """Every node's counters and estimates, taken at one moment."""
-        with self._locked:
-            nodes = tuple(n.snapshot() for n in self._nodes.values())
-            connects, failures = self._connects, self._failures
-        return ClusterStats(
-            self.name, self.adapter.name, nodes, connects, failures, datetime.now(UTC)
-        )
-
-    def reset_stats(self) -> None:
-        """Zero counters and timestamps; keep estimates, state, role and pending attempts
-        (connects made before the reset are folded first, and not counted after it)."""
-        with self._locked:
-            for n in self._nodes.values():
-                n.reset_counters()
-            self._connects = self._failures = 0
+            n = self._nodes.get(node)
+            if n is not None and (record is None or n is record):
+                s.apply(n.on_probe(outcome, now, wall, line))
 
     # -- process lifecycle --
 
     def probe(self, node: str) -> bool:
-        """Probe ``node`` now (connect, role, lag) and record it; True when it answered."""
+        """Probe ``node`` now (connect, role, lag) and record it; True when it answered (or was
+        removed: nothing to probe)."""
+        record, target = self._nodes.get(node), self._targets.get(node)
+        if record is None or target is None:
+            return True
         timeout = self.options.connect_timeout
-        outcome = probe_once(self.adapter, self._targets[node], timeout, self.credentials)
-        self.record_probe(node, outcome)
+        outcome = probe_once(self.adapter, target, timeout, self.credentials)
+        self.record_probe(node, outcome, record)
         return outcome.ok
 
     def watch(self, watcher: Watcher) -> None:
@@ -381,8 +382,11 @@ class Cluster:
     def after_fork_in_child(self) -> None:
         """In a forked child: the parent's attempt threads and lock holders do not exist."""
         self._lock = threading.Lock()
+        self._membership = threading.Lock()
+        self._redaction = threading.Lock()
         self._locked = Locked(self.name, self._lock, self._fold, self._rankings)
         self._rng = random.Random()
+        self._stale = {}
         self._fold()  # the parent's returned connections, counted as the parent counted them
         self._in_flight = 0
         for n in self._nodes.values():

@@ -12,10 +12,11 @@ hostname run on a worker from the start (a resolver lookup cannot be paused).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from time import monotonic
 from typing import Any
 
+from clusterdb.core.causal_rules import Avoid
 from clusterdb.core.description import Role, WantedRole
 from clusterdb.core.roles import role_wins
 from clusterdb.drivers.base import Pending
@@ -30,14 +31,18 @@ _NOT_CONNECTED = (Exception, Pending)  # what start() gives when it has no conne
 
 
 def connect(
-    cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any], prefer: str | None = None
+    cluster: Cluster,
+    wanted: WantedRole,
+    overrides: dict[str, Any],
+    prefer: str | None = None,
+    avoid: Avoid | None = None,
 ) -> Any:
     """One clusterdb.connect(): plan, race, count the outcome. ``overrides`` go to the driver,
     except ``connect_timeout``, the overall deadline; ``prefer``: a node to try first when
-    it fits (a pool moving a connection)."""
+    it fits (a pool moving a connection); ``avoid``: (nodes to leave out, why)."""
     adapter = cluster.adapter
     chosen, timeout, detect = plan_connect(
-        cluster, wanted, overrides, adapter.operational_error, adapter.role_is_free, prefer
+        cluster, wanted, overrides, adapter.operational_error, adapter.role_is_free, prefer, avoid
     )
     begun: Begun | None = None
     credentials = cluster.credentials  # a password provider, asked once per attempt
@@ -48,11 +53,10 @@ def connect(
             node = chosen.nodes[0]
             began = monotonic()
             patience = min(chosen.hedge_delays[0], timeout)
-            target = cluster.target(node)
-            start = adapter.start if credentials is None else credentials.starting(adapter.start)
-            # idle=cluster.fold: earlier connects' stats, recorded while the server works.
+            # idle=cluster.fold: earlier connects' stats, recorded while the server works;
+            # a node removed since the plan fails at target(), for the race to go on.
             conn = begin_here(
-                cluster, node, start, target, overrides, timeout, patience, cluster.fold
+                cluster, node, _start, cluster, node, overrides, timeout, patience, cluster.fold
             )
             if not isinstance(conn, _NOT_CONNECTED):
                 done, role = _settled_here(cluster, node, conn, wanted, detect)
@@ -105,6 +109,15 @@ def _settled_here(
     if not role_wins(wanted, role):
         return False, None
     return True, role
+
+
+def _start(cluster: Cluster, node: str, overrides: Mapping[str, Any], *args: Any) -> Any:
+    """``adapter.start()`` on ``node``'s driver arguments, with a fresh password when the
+    cluster has a provider."""
+    credentials = cluster.credentials
+    if credentials is not None:
+        overrides = credentials.overrides(overrides)
+    return cluster.adapter.start(cluster.target(node), overrides, *args)
 
 
 def begin_here(

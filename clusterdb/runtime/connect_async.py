@@ -10,10 +10,11 @@ and hedged (:mod:`clusterdb.runtime.race_async`).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from time import monotonic
 from typing import Any
 
+from clusterdb.core.causal_rules import Avoid
 from clusterdb.core.description import Role, WantedRole
 from clusterdb.core.roles import role_wins
 from clusterdb.drivers import get_async_adapter
@@ -29,14 +30,18 @@ _NOT_CONNECTED = (Exception, AsyncPending)  # what start() gives when it has no 
 
 
 async def connect_async(
-    cluster: Cluster, wanted: WantedRole, overrides: dict[str, Any], prefer: str | None = None
+    cluster: Cluster,
+    wanted: WantedRole,
+    overrides: dict[str, Any],
+    prefer: str | None = None,
+    avoid: Avoid | None = None,
 ) -> Any:
     """The asyncio driver's connection to the node that won; ``overrides`` go to the driver,
     except ``connect_timeout``, the overall deadline; ``prefer``: a node to try first when it
-    fits (a pool moving a connection)."""
+    fits (a pool moving a connection); ``avoid``: (nodes to leave out, why)."""
     adapter = get_async_adapter(cluster.adapter)
     plan, timeout, detect = plan_connect(
-        cluster, wanted, overrides, adapter.operational_error, adapter.role_is_free, prefer
+        cluster, wanted, overrides, adapter.operational_error, adapter.role_is_free, prefer, avoid
     )
     begun: tuple[Any, float] | None = None
     try:
@@ -44,12 +49,7 @@ async def connect_async(
             node = plan.nodes[0]
             began = monotonic()
             patience = min(plan.hedge_delays[0], timeout)
-            args = (cluster.target(node), overrides, timeout, patience, cluster.fold)
-            credentials = cluster.credentials  # a password provider, asked once per attempt
-            if credentials is None:
-                start = adapter.start(*args)
-            else:
-                start = credentials.starting_async(adapter.start, *args)
+            start = _start(cluster, adapter, node, overrides, timeout, patience, cluster.fold)
             conn = await _begun_here(cluster, node, start)
             if not isinstance(conn, _NOT_CONNECTED):
                 done, role = await _settled_here(cluster, adapter, node, conn, wanted, detect)
@@ -74,6 +74,18 @@ async def connect_async(
         raise
     cluster.record_outcome(True)
     return conn
+
+
+async def _start(
+    cluster: Cluster, adapter: AsyncAdapter, node: str, overrides: Mapping[str, Any], *args: Any
+) -> Any:
+    """``adapter.start()`` on ``node``'s driver arguments (a node removed since the plan
+    fails at ``target()``, for the race to go on), with a fresh password when the cluster has
+    a provider."""
+    credentials = cluster.credentials
+    if credentials is not None:
+        overrides = await credentials.overrides_async(overrides)
+    return await adapter.start(cluster.target(node), overrides, *args)
 
 
 async def _begun_here(cluster: Cluster, node: str, start: Awaitable[Any]) -> Any:

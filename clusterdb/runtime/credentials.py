@@ -23,9 +23,9 @@ from typing import Any
 
 from clusterdb.config import ClusterConfig
 from clusterdb.config.model import PasswordProvider
-from clusterdb.core.redact import Redactor
+from clusterdb.core.redact import Redactor, is_secret_key
 
-__all__ = ["KEPT", "Credentials", "ProviderError", "fresh"]
+__all__ = ["KEPT", "Credentials", "ProviderError", "Redacting", "fresh"]
 
 KEPT = 16
 """How many of the provider's latest answers the redactor keeps besides the config's secrets
@@ -41,28 +41,23 @@ async def _awaited(value: Awaitable[Any]) -> Any:
 
 
 class Credentials:
-    """One cluster's provider, and the redactor that knows its answers.
+    """One cluster's provider and its latest answers.
 
-    ``publish(redactor)`` is called (outside any lock of the cluster) with a new redactor each
-    time the provider gives a value not seen among the last :data:`KEPT`.
+    ``changed()`` is called (holding no lock) each time the provider gives a value not among
+    the last :data:`KEPT`, before that value is used: the cluster then builds a redactor that
+    knows it (:meth:`Redacting.refresh_redactor`).
     """
 
-    __slots__ = ("_base", "_lock", "_provider", "_publish", "_recent")
+    __slots__ = ("_changed", "_lock", "_recent", "provider")
 
-    def __init__(
-        self,
-        config: ClusterConfig,
-        provider: PasswordProvider,
-        publish: Callable[[Redactor], None],
-    ) -> None:
-        self._provider = provider
-        self._publish = publish
-        self._base = config.secrets
+    def __init__(self, provider: PasswordProvider, changed: Callable[[], None]) -> None:
+        self.provider = provider
+        self._changed = changed
         self._lock = threading.Lock()
         self._recent: deque[str] = deque(maxlen=KEPT)
 
     def __repr__(self) -> str:
-        name = getattr(self._provider, "__qualname__", type(self._provider).__name__)
+        name = getattr(self.provider, "__qualname__", type(self.provider).__name__)
         return f"<Credentials provider={name}>"
 
     def recent(self) -> tuple[str, ...]:
@@ -75,7 +70,7 @@ class Credentials:
         if "password" in overrides:
             return overrides
         try:
-            value = self._provider()
+            value = self.provider()
             if inspect.isawaitable(value):
                 value = asyncio.run(_awaited(value))
         except Exception as exc:
@@ -87,7 +82,7 @@ class Credentials:
         if "password" in overrides:
             return overrides
         try:
-            value = self._provider()
+            value = self.provider()
             if inspect.isawaitable(value):
                 value = await value
         except Exception as exc:
@@ -118,10 +113,12 @@ class Credentials:
         if not isinstance(value, str) or not value:
             shown = "an empty string" if value == "" else f"a {type(value).__name__}"
             raise ProviderError(f"the password provider gave {shown}, not a password")
-        with self._lock:  # published under it: a slower thread must not publish an older one
-            if value not in self._recent:
+        with self._lock:
+            new = value not in self._recent
+            if new:
                 self._recent.append(value)
-                self._publish(Redactor([*self._base, *self._recent]))
+        if new:
+            self._changed()
         return value
 
 
@@ -131,3 +128,37 @@ def fresh(used: Redactor, current: Redactor, credentials: Credentials | None) ->
     if credentials is None or used is current:
         return used
     return used.with_secrets(credentials.recent())
+
+
+class Redacting:
+    """The secrets side of :class:`~clusterdb.runtime.cluster.Cluster`: its redactor knows the
+    config's secrets (which a membership change or a reload may add to) and the provider's
+    latest answers; each rebuild reads both afresh under its own lock, so the last one to
+    finish is never an older view."""
+
+    config: ClusterConfig
+    redactor: Redactor
+    credentials: Credentials | None
+    _redaction: threading.Lock
+
+    def _start_redacting(self) -> None:
+        self._redaction = threading.Lock()
+        self.credentials = None
+        self.refresh_redactor()
+
+    def refresh_redactor(self) -> None:
+        """Rebuild the redactor from the config (and its provider, when the config changed
+        it) and the provider's latest answers. Takes no lock of the cluster's."""
+        with self._redaction:
+            provider = self.config.password_provider
+            if provider is None:
+                self.credentials = None
+            elif self.credentials is None or self.credentials.provider is not provider:
+                self.credentials = Credentials(provider, self.refresh_redactor)
+            recent = () if self.credentials is None else self.credentials.recent()
+            self.redactor = Redactor([*self.config.secrets, *recent])
+
+    def redactor_for(self, overrides: Mapping[str, Any]) -> Redactor:
+        """The cluster's redactor, plus any secret passed as a connect() override."""
+        extra = [v for k, v in overrides.items() if isinstance(v, str) and is_secret_key(k)]
+        return self.redactor.with_secrets(extra) if extra else self.redactor

@@ -42,7 +42,7 @@ class Probed(Protocol):
 
     @property
     def node_names(self) -> tuple[str, ...]:
-        """The cluster's node names (fixed at registration)."""
+        """The cluster's node names now (the list may change: see nodes_changed)."""
         ...
 
     def probe(self, node: str) -> bool:
@@ -107,6 +107,21 @@ class Monitor:
                 return
             current = nodes.get(node) or ProbeSchedule.first(now)
             nodes[node] = current.after_outside_failure(now, cluster.options.backoff, self._rng)
+        self._wake.set()
+
+    def nodes_changed(self, cluster: Probed, fresh: tuple[str, ...]) -> None:
+        """``cluster``'s node list changed: removed nodes are no longer probed, ``fresh`` ones
+        (added, or changed settings) are probed at once."""
+        now = self._clock()
+        with self._lock:
+            nodes = self._schedules.get(cluster)
+            if nodes is None:
+                return
+            current = set(cluster.node_names)
+            for name in [n for n in nodes if n not in current]:
+                del nodes[name]
+            for name in fresh:
+                nodes[name] = ProbeSchedule.first(now)
         self._wake.set()
 
     def request_check(self, cluster: Probed) -> None:
@@ -195,7 +210,7 @@ class Monitor:
             self._in_flight.discard(key)
             again = self._again.pop(key, None)
             nodes = self._schedules.get(cluster)
-            if nodes is not None:
+            if nodes is not None and node in cluster.node_names:  # not removed meanwhile
                 current = nodes.get(node) or ProbeSchedule.first(now)
                 after = (
                     current.after_success(now, options.heartbeat)

@@ -24,7 +24,19 @@ from clusterdb.core.stats import ClusterStats
 from clusterdb.drivers.base import DriverAdapter, ErrorKind
 from clusterdb.errors import ConfigError
 
-__all__ = ["Fitness", "NodeRef", "NodeTag", "fits", "node_of", "report", "tag", "tag_of"]
+__all__ = [
+    "Fitness",
+    "NodeRef",
+    "NodeTag",
+    "NodeTags",
+    "fits",
+    "is_current",
+    "node_of",
+    "node_tags",
+    "report",
+    "tag",
+    "tag_of",
+]
 
 ATTRIBUTE = "_clusterdb_node"
 _KEPT_FOR = 1.0  # latency estimates decay: an assessment is made again at least this often
@@ -38,6 +50,7 @@ class Cluster(Protocol):
     name: str
     adapter: DriverAdapter
     retired: bool
+    tags: NodeTags
 
     @property
     def options(self) -> ClusterOptions: ...
@@ -114,10 +127,43 @@ class NodeTag:
         return f"<NodeTag {self.ref.cluster}/{self.node}>"
 
 
-def node_tags(cluster: Cluster) -> dict[str, NodeTag]:
+class NodeTags(dict[str, NodeTag]):
+    """One tag per node of a cluster, made once per node (a changed node gets a new one);
+    a name no longer in the cluster gets a tag made on demand, not kept, so a connection that
+    a removed node's late attempt hands over is still tagged, and fits nowhere."""
+
+    __slots__ = ("cluster", "fitness")
+
+    def __init__(self, cluster: Cluster, tags: dict[str, NodeTag], fitness: Fitness) -> None:
+        super().__init__(tags)
+        self.cluster = cluster
+        self.fitness = fitness
+
+    def __missing__(self, node: str) -> NodeTag:
+        return NodeTag(self.cluster, node, self.fitness)
+
+    def following(self, names: tuple[str, ...], fresh: tuple[str, ...] = ()) -> NodeTags:
+        """The tags of a new node list ``names``: kept ones reused, ``fresh`` names (added or
+        changed nodes) given new ones."""
+        tags = {
+            n: self[n] if n in self and n not in fresh else NodeTag(self.cluster, n, self.fitness)
+            for n in names
+        }
+        return NodeTags(self.cluster, tags, self.fitness)
+
+
+def node_tags(cluster: Cluster) -> NodeTags:
     """One tag per node of ``cluster``, made once at registration."""
     fitness = Fitness(cluster)
-    return {name: NodeTag(cluster, name, fitness) for name in cluster.node_names}
+    tags = {name: NodeTag(cluster, name, fitness) for name in cluster.node_names}
+    return NodeTags(cluster, tags, fitness)
+
+
+def is_current(found: NodeTag) -> bool:
+    """Whether ``found`` is still its node's tag: its cluster neither unregistered nor
+    registered again, the node neither removed nor changed since the connection was made."""
+    cluster = found.cluster
+    return not cluster.retired and cluster.tags.get(found.node) is found
 
 
 # Connections that take no attribute but a weak reference (C extension types).
@@ -160,16 +206,16 @@ def fits(conn: Any, role: WantedRole = "any") -> bool:
     """Would connect(role=``role``) hand out ``conn``'s node now? No I/O.
 
     False when the node is down, drained, of the wrong role, lagging more than ``max_lag``
-    (replicas), far slower than the fastest fitting node, or its cluster was registered again
-    or unregistered since. A connection clusterdb did not make fits (nothing is known against
-    it).
+    (replicas), far slower than the fastest fitting node, removed from the cluster or changed
+    (``remove_node``, ``reload``), or its cluster was registered again or unregistered
+    since. A connection clusterdb did not make fits (nothing is known against it).
     """
     if role not in WANTED_ROLES:
         raise ConfigError(f"role must be one of {', '.join(WANTED_ROLES)}, not {role!r}", "role")
     found = tag_of(conn)
     if found is None:
         return True
-    if found.cluster.retired:
+    if not is_current(found):
         return False
     return found.node in found.fitness.assessment(role).fit
 

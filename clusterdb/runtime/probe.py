@@ -54,4 +54,5 @@ def probe_once(
         lag=result.lag,
         stopped=result.stopped,
         wsrep=result.wsrep,
+        applied=result.applied,
     )

@@ -21,8 +21,11 @@ from collections.abc import Callable
 from typing import Any
 
 from clusterdb.config import ClusterConfig
+from clusterdb.drivers import get_adapter
+from clusterdb.drivers.bind import bind_nodes
 from clusterdb.errors import InterfaceError, UnknownClusterError
 from clusterdb.runtime.cluster import Cluster
+from clusterdb.runtime.membership import MembershipChange
 from clusterdb.runtime.monitor import Monitor
 from clusterdb.runtime.workers import WorkerPool
 
@@ -36,6 +39,7 @@ __all__ = [
     "pool",
     "probe_all",
     "register",
+    "reload",
     "spawn",
     "unregister",
 ]
@@ -81,6 +85,24 @@ def register(config: ClusterConfig) -> Cluster:
         replaced.close()
         log.info("cluster %r: registered again, replacing the previous definition", config.name)
     return cluster
+
+
+def reload(configs: tuple[ClusterConfig, ...]) -> dict[str, MembershipChange]:
+    """Apply ``configs``: a cluster registered under the same name and driver takes its
+    config in place (:meth:`Cluster.reconfigure`: kept nodes keep their state and stats);
+    any other is registered anew. Every config is bound to its driver first, so a setting
+    the driver refuses changes no cluster. Returns each cluster's node-list change."""
+    for config in configs:
+        bind_nodes(config, get_adapter(config.driver))
+    changes: dict[str, MembershipChange] = {}
+    for config in configs:
+        current = _clusters.get(config.name)
+        if current is None or current.retired or current.config.driver != config.driver:
+            register(config)
+            changes[config.name] = MembershipChange(added=tuple(e.name for e in config.nodes))
+        else:
+            changes[config.name] = current.reconfigure(config)
+    return changes
 
 
 def unregister(name: str) -> None:
