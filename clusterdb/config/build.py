@@ -25,6 +25,7 @@ from clusterdb.config.model import (
     dsn_host_port,
     host_port,
 )
+from clusterdb.config.patroni import check_endpoints
 from clusterdb.config.schema import (
     CLUSTER_DRIVER_KEYS,
     CLUSTER_KEYS,
@@ -219,11 +220,15 @@ def _cluster(
         secrets.collect(params)  # sslpassword and the like
     if isinstance(nodes, str | bytes) or not isinstance(nodes, Sequence):
         raise ConfigError(_NODES_SHAPE[source], join(prefix, "nodes"))
+    options = _build_options(own, prefix)
+    if own.get("patroni") is not None:
+        urls = check_endpoints(own["patroni"], join(prefix, "patroni"))
+        options = replace(options, patroni=urls)
     return ClusterConfig(
         name=name,
         driver=check_driver(driver, join(prefix, "driver")),
-        nodes=_build_nodes(source, nodes, prefix, base, secrets),
-        options=_build_options(own, prefix),
+        nodes=_build_nodes(source, nodes, prefix, base, secrets, bool(options.patroni)),
+        options=options,
         connect_kwargs=Kwargs(params),
         secrets=secrets.values(),
         password_provider=provider,
@@ -234,9 +239,15 @@ def _cluster(
 
 
 def _build_nodes(
-    source: Source, items: Sequence[object], prefix: str, base: Path | None, secrets: Secrets
+    source: Source,
+    items: Sequence[object],
+    prefix: str,
+    base: Path | None,
+    secrets: Secrets,
+    discovered: bool = False,
 ) -> tuple[NodeEntry, ...]:
-    if not items:
+    """The nodes of ``items``; none is allowed when they are ``discovered`` at run time."""
+    if not items and not discovered:
         raise ConfigError("no nodes: a cluster needs at least one node", join(prefix, "nodes"))
     entries: list[NodeEntry] = []
     seen: dict[str, int] = {}

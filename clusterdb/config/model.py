@@ -133,6 +133,9 @@ class ClusterOptions:
     """Galera (PyMySQL and asyncmy): every session clusterdb opens runs ``SET SESSION
     wsrep_sync_wait = 1`` first (PyMySQL's ``init_command``), so a read waits until the node
     has applied every write committed anywhere in the cluster before it began."""
+    patroni: tuple[str, ...] = ()
+    """Patroni REST API URLs: the node list, and hints about roles, follow ``GET /cluster``
+    (:mod:`clusterdb.runtime.discovery`); empty: the node list is the config's."""
     selection: SelectionPolicy = field(default_factory=SelectionPolicy)
     hedge: HedgePolicy = field(default_factory=HedgePolicy)
     backoff: Backoff = field(default_factory=Backoff)

@@ -22,6 +22,7 @@ from clusterdb.errors import ConfigError
 __all__ = [
     "CLUSTER_DRIVER_KEYS",
     "CLUSTER_KEYS",
+    "DISCOVERY_KEYS",
     "NODE_KEYS",
     "NODE_OWN_KEYS",
     "OPTIONS",
@@ -133,8 +134,11 @@ PROVIDER_KEY = "password_provider"
 PASSWORD_KEYS = ("password", *PASSWORD_REFERENCES, PROVIDER_KEY)
 """The ways to give a password, at most one per cluster or node (a provider: cluster only)."""
 
+DISCOVERY_KEYS = ("patroni",)
+"""Options naming where the node list comes from at run time (config/patroni.py)."""
+
 OPTION_KEYS: frozenset[str] = frozenset(
-    {*OPTIONS, "password_env", "password_file", PROVIDER_KEY, *POLICY_TYPES}
+    {*OPTIONS, "password_env", "password_file", PROVIDER_KEY, *DISCOVERY_KEYS, *POLICY_TYPES}
 )
 """clusterdb's own ``register()`` keywords; every other keyword goes to the driver's connect()."""
 
@@ -143,7 +147,7 @@ ROOT_KEYS: frozenset[str] = frozenset({"clusters"})
 CLUSTER_DRIVER_KEYS = ("user", "dbname", "database", "password")
 """Strings of a ``[clusters.NAME]`` table that go to the driver's connect()."""
 CLUSTER_KEYS: frozenset[str] = frozenset(
-    {"driver", "nodes", "options", *CLUSTER_DRIVER_KEYS, *OPTIONS, *PASSWORD_KEYS}
+    {"driver", "nodes", "options", *CLUSTER_DRIVER_KEYS, *OPTIONS, *PASSWORD_KEYS, *DISCOVERY_KEYS}
 )
 """Keys of a ``[clusters.NAME]`` table."""
 NODE_OWN_KEYS: frozenset[str] = frozenset({"name", "host", "port", "dsn", *PASSWORD_REFERENCES})

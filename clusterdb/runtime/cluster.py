@@ -32,6 +32,7 @@ from clusterdb.drivers.bind import bind_nodes
 from clusterdb.errors import OperationalError
 from clusterdb.runtime.cluster_stats import StatsView
 from clusterdb.runtime.credentials import Redacting
+from clusterdb.runtime.discovery import Discovering
 from clusterdb.runtime.locked import Locked
 from clusterdb.runtime.log import log_connected, log_failed, log_hedging
 from clusterdb.runtime.membership import Membership, Watcher, new_record
@@ -45,7 +46,7 @@ __all__ = ["Cluster", "Watcher"]
 log = logging.getLogger("clusterdb")
 
 
-class Cluster(Membership, Redacting, StatsView):
+class Cluster(Membership, Redacting, StatsView, Discovering):
     """One registered cluster: what connect(), stats and the monitor work on. Its node list
     can change while it serves (:class:`~clusterdb.runtime.membership.Membership`).
 
@@ -87,6 +88,7 @@ class Cluster(Membership, Redacting, StatsView):
         # Pools: the tag each connection carries, per node; retired by close().
         self.tags = node_tags(self)
         self.retired = False
+        self._start_discovery()  # Patroni's node list (a first poll when the config has none)
 
     def __repr__(self) -> str:
         nodes = ", ".join(self._nodes)

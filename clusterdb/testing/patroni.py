@@ -4,8 +4,8 @@ from Debian, every port on loopback, every file in a temp dir removed at stop.
 Faults are the ones a Patroni cluster meets in production: :meth:`kill_leader` (Patroni and
 its PostgreSQL killed; Patroni fails over once the leader key expires), :meth:`switchover`
 (``patronictl switchover``), :meth:`add_member` (a new replica cloned by Patroni),
-:meth:`stop_etcd` / :meth:`start_etcd` (the store gone: Patroni keeps PostgreSQL as it is,
-read-only on the leader after ``ttl``, and clients see whatever the REST API still answers).
+:meth:`stop_etcd` / :meth:`start_etcd` (the store gone: with ``failsafe_mode`` on, as here,
+the leader stays primary while it reaches every member; the REST API's ``/cluster`` hangs).
 
 Each member's PostgreSQL node is named after the member (``m1``...), and answers
 :attr:`WHOAMI_SQL` with that name, so tests can tell where a connection landed.

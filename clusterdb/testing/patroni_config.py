@@ -111,6 +111,9 @@ def member_config(
                 "loop_wait": LOOP_WAIT,
                 "retry_timeout": RETRY_TIMEOUT,
                 "maximum_lag_on_failover": 64 * 1024 * 1024,
+                # etcd down: the leader stays primary while it reaches every member's REST
+                # API (without it, Patroni demotes the leader after retry_timeout).
+                "failsafe_mode": True,
                 "postgresql": {"use_pg_rewind": False, "parameters": parameters},
             },
             "initdb": [{"encoding": "UTF8"}, {"locale": "C"}],
