@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from clusterdb.config.discovery import with_discovery
 from clusterdb.config.model import (
     ClusterConfig,
     ClusterOptions,
@@ -25,7 +26,6 @@ from clusterdb.config.model import (
     dsn_host_port,
     host_port,
 )
-from clusterdb.config.patroni import check_endpoints
 from clusterdb.config.schema import (
     CLUSTER_DRIVER_KEYS,
     CLUSTER_KEYS,
@@ -221,13 +221,13 @@ def _cluster(
     if isinstance(nodes, str | bytes) or not isinstance(nodes, Sequence):
         raise ConfigError(_NODES_SHAPE[source], join(prefix, "nodes"))
     options = _build_options(own, prefix)
-    if own.get("patroni") is not None:
-        urls = check_endpoints(own["patroni"], join(prefix, "patroni"))
-        options = replace(options, patroni=urls)
+    options = with_discovery(own, options, prefix)
     return ClusterConfig(
         name=name,
         driver=check_driver(driver, join(prefix, "driver")),
-        nodes=_build_nodes(source, nodes, prefix, base, secrets, bool(options.patroni)),
+        nodes=_build_nodes(
+            source, nodes, prefix, base, secrets, bool(options.patroni or options.dns)
+        ),
         options=options,
         connect_kwargs=Kwargs(params),
         secrets=secrets.values(),

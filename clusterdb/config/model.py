@@ -134,6 +134,8 @@ class ClusterOptions:
     wsrep_sync_wait = 1`` first (PyMySQL's ``init_command``), so a read waits until the node
     has applied every write committed anywhere in the cluster before it began."""
     patroni: tuple[str, ...] = ()
+    dns: tuple[str, ...] = ()
+    """DNS names re-resolved each heartbeat into the node list (:mod:`clusterdb.config.dns`)."""
     """Patroni REST API URLs: the node list, and hints about roles, follow ``GET /cluster``
     (:mod:`clusterdb.runtime.discovery`); empty: the node list is the config's."""
     selection: SelectionPolicy = field(default_factory=SelectionPolicy)

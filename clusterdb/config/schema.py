@@ -134,7 +134,7 @@ PROVIDER_KEY = "password_provider"
 PASSWORD_KEYS = ("password", *PASSWORD_REFERENCES, PROVIDER_KEY)
 """The ways to give a password, at most one per cluster or node (a provider: cluster only)."""
 
-DISCOVERY_KEYS = ("patroni",)
+DISCOVERY_KEYS = ("patroni", "dns")
 """Options naming where the node list comes from at run time (config/patroni.py)."""
 
 OPTION_KEYS: frozenset[str] = frozenset(

@@ -24,9 +24,12 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from clusterdb.config import ClusterConfig, NodeEntry
+from clusterdb.config.dns import check_dns
 from clusterdb.config.patroni import PatroniView, parse_cluster
 from clusterdb.core.description import ClusterDescription, Role
+from clusterdb.drivers import DriverAdapter
 from clusterdb.errors import ConfigError
+from clusterdb.runtime.dns import DnsSource
 
 __all__ = ["Discovering", "PatroniSource", "fetch_json"]
 
@@ -94,7 +97,8 @@ class Discovering:
 
     name: str
     config: ClusterConfig
-    discovery: PatroniSource | None
+    adapter: DriverAdapter
+    discovery: PatroniSource | DnsSource | None
     _seen_roles: Mapping[str, Role] | None
     _hinted_at: float
     _polling: threading.Lock
@@ -108,8 +112,11 @@ class Discovering:
         if options.patroni:
             timeout = min(options.connect_timeout, MAX_TIMEOUT)
             self.discovery = PatroniSource(options.patroni, timeout)
-            if not self.config.nodes:  # nothing to serve from until Patroni answers
-                self.discover()
+        elif options.dns:
+            names = check_dns(list(options.dns), "dns")
+            self.discovery = DnsSource(names, keep_name=self.adapter.name == "psycopg")
+        if self.discovery is not None and not self.config.nodes:
+            self.discover()  # nothing to serve from until the source answers
 
     def discover(self) -> bool:
         """Poll the endpoints once and apply what they say; True when one answered.
@@ -121,7 +128,7 @@ class Discovering:
             view = source.fetch()
             if view is None:
                 log.warning(
-                    "cluster %r: no Patroni endpoint answered; keeping the node list (%s)",
+                    "cluster %r: discovery found nothing; keeping the node list (%s)",
                     self.name,
                     source.last_error,
                 )
