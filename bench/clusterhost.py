@@ -105,7 +105,8 @@ class RemoteCluster:
     """What the scenarios need of a harness cluster, for one running in the child.
 
     :meth:`fault` runs a topology change there: ``kill`` or ``start`` a node, ``promote`` or
-    ``switchover`` to a replica (MariaDB), ``heal`` (back to the original shape).
+    ``switchover`` to a replica (MariaDB), ``delay=<seconds>`` (a replica applies changes that
+    late), ``heal`` (back to the original shape).
     """
 
     driver: str
@@ -269,6 +270,8 @@ def _fault(cluster: Any, kind: str, node: str) -> None:
         cluster.promote(cluster.node(node))
     elif kind == "switchover":
         cluster.switchover(cluster.node(node))
+    elif kind.startswith("delay="):  # replication delay of a replica, seconds
+        cluster.set_replication_delay(cluster.node(node), float(kind.removeprefix("delay=")))
     else:
         raise ValueError(f"unknown fault {kind!r}")
 

@@ -50,6 +50,7 @@ class Counts:
     sel_sizes: tuple[int, ...]
     sel_repeats: int  # timed blocks per size
     sel_block: float  # seconds per block
+    k_cycles: int = 200  # write-then-read cycles per contender (read-your-writes tokens)
 
 
 FULL = Counts(
@@ -94,6 +95,7 @@ QUICK = Counts(
     sel_sizes=(3, 30, 300),
     sel_repeats=3,
     sel_block=0.05,
+    k_cycles=50,
 )
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import clusterdb
 from bench import peers
 from bench.async_connect import run_async_connect
+from bench.causal import run_causal
 from bench.clusterhost import HostGone, start_clusters
 from bench.common import FULL, QUICK, Ctx, log
 from bench.connect import run_healthy_connect
@@ -53,6 +54,7 @@ SCENARIOS = (
     "pooled",
     "async",
     "galera",
+    "causal",
 )
 DRIVERS = ("psycopg", "pymysql")
 
@@ -88,6 +90,7 @@ def _steps(only: Sequence[str], drivers: Sequence[str], sleep_variant: bool) -> 
         "routing": run_routing,
         "pooled": run_pooled,
         "async": run_async_connect,
+        "causal": run_causal,
     }
     steps: list[Step] = []
     for key in SCENARIOS:

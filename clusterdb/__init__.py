@@ -38,7 +38,6 @@ from clusterdb.errors import (
 )
 from clusterdb.runtime import pooled, process
 from clusterdb.runtime.causal import connect_after, token_of
-from clusterdb.runtime.connect import connect as connect_cluster
 from clusterdb.runtime.pooled import NodeRef
 
 __all__ = [
@@ -171,10 +170,7 @@ def connect(
     and ``any``, :class:`NoSuitableNode` naming the token for ``replica``. A malformed token
     or one of another cluster raises :class:`CausalTokenError`.
     """
-    cluster = process.get(name)
-    if after is None:
-        return connect_cluster(cluster, role, overrides)
-    return connect_after(cluster, role, overrides, after)
+    return connect_after(process.get(name), role, overrides, after)
 
 
 def causal_token(conn: Any) -> str:
@@ -208,12 +204,8 @@ async def connect_async(
     closes whatever they opened.
     """
     from clusterdb.runtime.causal_async import connect_after_async
-    from clusterdb.runtime.connect_async import connect_async as connect_on_loop
 
-    cluster = process.get(name)
-    if after is None:
-        return await connect_on_loop(cluster, role, overrides)
-    return await connect_after_async(cluster, role, overrides, after)
+    return await connect_after_async(process.get(name), role, overrides, after)
 
 
 def close(timeout: float = 1.0) -> bool:

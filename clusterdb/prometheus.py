@@ -126,6 +126,14 @@ _GALERA_HELP = (
 CLUSTER_COUNTERS: dict[str, tuple[str, Callable[[ClusterStats], float]]] = {
     "clusterdb_connects": ("connect() calls that returned a connection.", lambda c: c.connects),
     "clusterdb_connect_failures": ("connect() calls that raised.", lambda c: c.failures),
+    "clusterdb_causal_waits": (
+        "connect(after=token) calls that waited for a replica to apply the token.",
+        lambda c: c.causal_waits,
+    ),
+    "clusterdb_causal_fallbacks": (
+        "connect(after=token) calls no replica served in time (primary used, or refused).",
+        lambda c: c.causal_fallbacks,
+    ),
 }
 
 

@@ -58,6 +58,7 @@ from psycopg.rows import Row, RowFactory, TupleRow, tuple_row
 
 from clusterdb.core.description import WantedRole
 from clusterdb.runtime import pooled, process
+from clusterdb.runtime.causal import connect_after
 from clusterdb.runtime.connect import connect as connect_cluster
 from clusterdb.runtime.connect_async import connect_async
 
@@ -100,10 +101,12 @@ paramstyle: str = psycopg.paramstyle
 
 
 def connect(
-    cluster_name: str, *, role: WantedRole = "any", **overrides: Any
+    cluster_name: str, *, role: WantedRole = "any", after: str | None = None, **overrides: Any
 ) -> psycopg.Connection[Any]:
-    """A psycopg connection to a node of ``cluster_name``; see :func:`clusterdb.connect`."""
-    conn: psycopg.Connection[Any] = _connect(cluster_name, role, overrides)
+    """A psycopg connection to a node of ``cluster_name``; see :func:`clusterdb.connect`
+    (``after``: a read-your-writes token)."""
+    cluster = process.get_for_driver(cluster_name, "psycopg", __name__)
+    conn: psycopg.Connection[Any] = connect_after(cluster, role, overrides, after)
     return conn
 
 

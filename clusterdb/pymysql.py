@@ -39,7 +39,7 @@ from pymysql import (
 
 from clusterdb.core.description import WantedRole
 from clusterdb.runtime import process
-from clusterdb.runtime.connect import connect as connect_cluster
+from clusterdb.runtime.causal import connect_after
 
 __all__ = [
     "BINARY",
@@ -75,7 +75,10 @@ threadsafety: int = pymysql.threadsafety
 paramstyle: str = pymysql.paramstyle
 
 
-def connect(cluster_name: str, *, role: WantedRole = "any", **overrides: Any) -> Any:
-    """A PyMySQL connection to a node of ``cluster_name``; see :func:`clusterdb.connect`."""
+def connect(
+    cluster_name: str, *, role: WantedRole = "any", after: str | None = None, **overrides: Any
+) -> Any:
+    """A PyMySQL connection to a node of ``cluster_name``; see :func:`clusterdb.connect`
+    (``after``: a read-your-writes token)."""
     cluster = process.get_for_driver(cluster_name, "pymysql", __name__)
-    return connect_cluster(cluster, role, overrides)
+    return connect_after(cluster, role, overrides, after)

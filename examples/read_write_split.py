@@ -7,16 +7,16 @@
 ``role="primary"`` reaches the node that accepts writes, wherever it is after a failover.
 ``role="prefer-replica"`` reaches a replica whose lag is within ``max_lag`` seconds, or the
 primary when no such replica is up, so reads survive the loss of every replica.
+``after=clusterdb.causal_token(conn)`` (taken after the commit) reads your own writes: only a
+replica that has applied them serves the read, else (after ``causal_wait``) the primary.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import time
 from typing import Any
 
-from psycopg import errors, sql
+from psycopg import sql
 
 import clusterdb
 import clusterdb.psycopg
@@ -57,23 +57,17 @@ def main(
             conn.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, note text)").format(table))
             conn.execute(sql.SQL("INSERT INTO {} VALUES (1, 'hello')").format(table))
             row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+            conn.commit()
+            # Where the primary's log stood after the commit: plain text, fit for a cookie.
+            token = clusterdb.causal_token(conn)
         assert row is not None
         print(f"write: on the {'replica' if row[0] else 'primary'}")
 
-        # Replication is asynchronous: a replica shows the table and the row once it has
-        # replayed them.
-        deadline = time.monotonic() + 10.0
+        # Replication is asynchronous; with the token, the read goes to a replica that has
+        # replayed the write (or, none within causal_wait, to the primary): never stale.
         query = sql.SQL("SELECT pg_is_in_recovery(), (SELECT count(*) FROM {})").format(table)
-        while True:
-            in_recovery, count = None, 0
-            with (
-                clusterdb.psycopg.connect("app", role="prefer-replica") as conn,
-                contextlib.suppress(errors.UndefinedTable),  # the table is not replayed yet
-            ):
-                in_recovery, count = conn.execute(query).fetchone() or (None, 0)
-            if count or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
+        with clusterdb.psycopg.connect("app", role="prefer-replica", after=token) as conn:
+            in_recovery, count = conn.execute(query).fetchone() or (None, 0)
         print(f"read: {count} row(s) from a {'replica' if in_recovery else 'primary'}")
     finally:
         try:

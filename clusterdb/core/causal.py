@@ -36,6 +36,7 @@ __all__ = [
     "format_gtids",
     "format_lsn",
     "format_position",
+    "later",
     "merge",
     "parse_gtids",
     "parse_lsn",
@@ -188,6 +189,16 @@ def covers(position: Position | None, token: Token) -> bool:
         return False
     have = {g.domain: g.seq for g in position}
     return all(have.get(g.domain, -1) >= g.seq for g in token.position)
+
+
+def later(a: Position | None, b: Position) -> Position:
+    """The later of two applied positions of one node (per domain for MariaDB); ``b`` when
+    they are of different kinds or ``a`` is unknown."""
+    if isinstance(a, int) and isinstance(b, int):
+        return max(a, b)
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return parse_gtids(format_gtids(a + b))
+    return b
 
 
 def merge(a: Token, b: Token) -> Token:

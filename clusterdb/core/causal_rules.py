@@ -3,8 +3,9 @@
 * **SQL, per kind** (``pg``, ``mariadb``): the token query (one round trip), the applied
   query asked on a new connection, MariaDB's server-side wait.
 * **What satisfies a token**: a primary always (it wrote the log); a replica whose applied
-  position :func:`~clusterdb.core.causal.covers` it, whether the monitor's last probe saw it
-  (positions only grow, so that holds for good) or the new connection was asked.
+  position :func:`~clusterdb.core.causal.covers` it, whether seen before (the monitor's
+  probe, an earlier connect's question: positions only grow, so that holds for good) or asked
+  on the new connection.
 * **The course** (:class:`CausalCourse`): the role to connect with while looking, which nodes
   were found lacking (the next connect avoids them), and what happens when none applied the
   token within ``causal_wait``: ``prefer-replica`` and ``any`` take the primary, ``replica``
@@ -29,6 +30,7 @@ __all__ = [
     "WAIT_SLICE",
     "Avoid",
     "CausalCourse",
+    "Position",
     "applied_from_row",
     "parse_applied",
     "token_from_row",
@@ -142,21 +144,25 @@ Verdict = Literal["take", "hold"]
 class CausalCourse:
     """One ``connect(after=token)``'s decisions: the connect side does the I/O and asks.
 
-    ``known``: replicas the monitor saw past the token. ``avoid``: nodes found lacking, which
-    the next connect leaves out; their connections are held for the wait.
+    ``positions``: replicas' applied positions as last seen (probes, earlier questions);
+    ``known``: those past the token. ``avoid``: nodes found lacking, which the next connect
+    leaves out; their connections are held for the wait. ``seen``: positions read here.
     """
 
     def __init__(
         self,
         token: Token,
         wanted: WantedRole,
-        known: frozenset[str],
+        positions: Mapping[str, Position | None],
         kind: Kind = "pg",
         causal_wait: float = 1.0,
     ) -> None:
         self.token = token
         self.wanted: WantedRole = wanted
-        self.known = known
+        self.positions = positions
+        self.known = frozenset(n for n, p in positions.items() if covers(p, token))
+        self.seen: dict[str, Position] = {}
+        self.narrow = bool(self.known)
         self.kind: Kind = kind
         self.causal_wait = causal_wait
         self.avoid: set[str] = set()
@@ -210,9 +216,19 @@ class CausalCourse:
         return "any" if self.wanted == "any" else "replica"
 
     @property
-    def prefer(self) -> str | None:
-        """A node to try first: one the monitor saw past the token and not yet tried."""
-        return next((n for n in sorted(self.known) if n not in self.avoid), None)
+    def avoiding(self) -> Avoid:
+        """What the next connect leaves out, and why: while some replicas are known past the
+        token, the others (the plan then draws among the known by latency, as usual, so their
+        load stays spread); after that, the replicas found lacking."""
+        if self.narrow:
+            others = set(self.positions) - self.known
+            return others, f"not known to have applied {self.token}"
+        return self.avoid, self.reason
+
+    def widen(self) -> bool:
+        """The connect among the known replicas found none: True -> look among them all."""
+        narrow, self.narrow = self.narrow, False
+        return narrow
 
     @property
     def reason(self) -> str:
@@ -235,6 +251,8 @@ class CausalCourse:
             return self.judge(node, True, None)
         replica, position, system = applied_from_row(self.kind, row)
         self.token.check_cluster(cluster, system)
+        if replica and position is not None:
+            self.seen[node] = position
         return self.judge(node, replica, position)
 
     def needs_asking(self, node: str) -> bool:

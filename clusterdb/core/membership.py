@@ -62,7 +62,7 @@ def diff_nodes(old: Mapping[str, object], new: Sequence[tuple[str, object]]) -> 
 
 
 def check_names(cluster: str, names: Sequence[str]) -> None:
-    """Raise ConfigError unless ``names`` is a non-empty list of distinct node names."""
+    """Raise ConfigError unless ``names`` is a non-empty list of distinct, non-empty names."""
     path = f"clusters.{cluster}.nodes"
     if not names:
         raise ConfigError(
@@ -72,6 +72,8 @@ def check_names(cluster: str, names: Sequence[str]) -> None:
         )
     seen: dict[str, int] = {}
     for index, name in enumerate(names):
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError("a node needs a non-empty name", f"{path}[{index}].name")
         if name in seen:
             raise ConfigError(
                 f"duplicate node name {name!r}, also used by {path}[{seen[name]}] "

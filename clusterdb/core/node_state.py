@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from clusterdb.core.causal import Position, format_position
+from clusterdb.core.causal import Position, format_position, later
 from clusterdb.core.description import NodeDescription, NodeState, Role
 from clusterdb.core.events import (
     DrainChanged,
@@ -286,6 +286,11 @@ class NodeRecord:
         return _transition(
             rerank, self._set_state("up", now, wall, ""), role_changed, replication, galera
         )
+
+    def learn_applied(self, position: Position) -> None:
+        """A connection to the node reported its applied ``position`` (positions only grow:
+        the later one is kept until the next probe says)."""
+        self.applied = later(self.applied, position)
 
     def on_drained(self, drained: bool) -> Transition:
         """An operator drained the node (``drained``) or put it back into rotation."""

@@ -92,16 +92,19 @@ def connect_after(
     cluster: Cluster,
     wanted: WantedRole,
     overrides: dict[str, Any],
-    after: str,
+    after: str | None,
     prefer: str | None = None,
 ) -> Any:
-    """A connection to a node of ``wanted`` role that has applied token ``after``."""
-    token = parse_token(after, cluster.name)
-    known = cluster.applied_by(token)
-    if wanted == "primary":  # the primary has every write
+    """A connection to a node of ``wanted`` role that has applied token ``after`` (None: a
+    plain :func:`~clusterdb.runtime.connect.connect`)."""
+    if after is None:
         return connect(cluster, wanted, overrides, prefer)
+    token = parse_token(after, cluster.name)
     kind = causal_kind(cluster, cluster.adapter.causal_kind, token)
-    course = CausalCourse(token, wanted, known, kind, cluster.options.causal_wait)
+    positions = cluster.replica_positions()
+    course = CausalCourse(token, wanted, positions, kind, cluster.options.causal_wait)
+    if course.direct:
+        return connect(cluster, wanted, overrides, prefer)
     held: Held = []
     try:
         conn, reasons = _search(cluster, course, overrides, held, prefer)
@@ -117,8 +120,8 @@ def connect_after(
         for node, conn in held:
             cluster.adapter.close_quietly(conn)
             cluster.record_discarded(node)
-        if course.waited or course.fell_back:
-            cluster.record_causal(course.waited, course.fell_back)
+        if course.waited or course.fell_back or course.seen:
+            cluster.record_causal(course.waited, course.fell_back, course.seen)
 
 
 def refusal(
@@ -138,12 +141,11 @@ def _search(
     """A connection that covers the token, or (None, why the last connect found none)."""
     adapter = cluster.adapter
     while True:
-        avoid = (course.avoid, course.reason)
         try:
-            conn = connect(
-                cluster, course.search_role, dict(overrides), course.prefer or prefer, avoid
-            )
+            conn = connect(cluster, course.search_role, dict(overrides), prefer, course.avoiding)
         except (NoSuitableNode, AllNodesFailed) as exc:
+            if course.widen():
+                continue
             return None, search_ended(exc)
         node = node_name(conn)
         try:

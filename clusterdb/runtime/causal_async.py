@@ -42,17 +42,19 @@ async def connect_after_async(
     cluster: Cluster,
     wanted: WantedRole,
     overrides: dict[str, Any],
-    after: str,
+    after: str | None,
     prefer: str | None = None,
 ) -> Any:
     """:func:`clusterdb.runtime.causal.connect_after` on the running loop."""
-    token = parse_token(after, cluster.name)
-    known = cluster.applied_by(token)
-    if wanted == "primary":  # the primary has every write
+    if after is None:
         return await connect_async(cluster, wanted, overrides, prefer)
+    token = parse_token(after, cluster.name)
     adapter = get_async_adapter(cluster.adapter)
     kind = causal_kind(cluster, adapter.causal_kind, token)
-    course = CausalCourse(token, wanted, known, kind, cluster.options.causal_wait)
+    positions = cluster.replica_positions()
+    course = CausalCourse(token, wanted, positions, kind, cluster.options.causal_wait)
+    if course.direct:
+        return await connect_async(cluster, wanted, overrides, prefer)
     held: Held = []
     try:
         conn, reasons = await _search(cluster, adapter, course, overrides, held, prefer)
@@ -68,8 +70,8 @@ async def connect_after_async(
         for node, conn in held:
             await adapter.close(conn)
             cluster.record_discarded(node)
-        if course.waited or course.fell_back:
-            cluster.record_causal(course.waited, course.fell_back)
+        if course.waited or course.fell_back or course.seen:
+            cluster.record_causal(course.waited, course.fell_back, course.seen)
 
 
 async def _search(
@@ -82,12 +84,13 @@ async def _search(
 ) -> tuple[Any, dict[str, str]]:
     """A connection that covers the token, or (None, why the last connect found none)."""
     while True:
-        avoid = (course.avoid, course.reason)
         try:
             conn = await connect_async(
-                cluster, course.search_role, dict(overrides), course.prefer or prefer, avoid
+                cluster, course.search_role, dict(overrides), prefer, course.avoiding
             )
         except (NoSuitableNode, AllNodesFailed) as exc:
+            if course.widen():
+                continue
             return None, search_ended(exc)
         node = node_name(conn)
         try:

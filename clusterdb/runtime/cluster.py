@@ -18,7 +18,6 @@ from collections import deque
 from collections.abc import Sequence
 
 from clusterdb.config import ClusterConfig, ClusterOptions
-from clusterdb.core.causal import Token, covers
 from clusterdb.core.causal_rules import Avoid, without
 from clusterdb.core.description import ClusterDescription, Role, WantedRole
 from clusterdb.core.events import Event
@@ -30,7 +29,7 @@ from clusterdb.core.selection import Plan, Ranking, rank
 from clusterdb.drivers import ConnectArgs, DriverAdapter, get_adapter
 from clusterdb.drivers.bind import bind_nodes
 from clusterdb.errors import OperationalError
-from clusterdb.runtime.cluster_stats import StatsView
+from clusterdb.runtime.counts import Counts
 from clusterdb.runtime.credentials import Redacting
 from clusterdb.runtime.discovery import Discovering
 from clusterdb.runtime.locked import Locked
@@ -46,7 +45,7 @@ __all__ = ["Cluster", "Watcher"]
 log = logging.getLogger("clusterdb")
 
 
-class Cluster(Membership, Redacting, StatsView, Discovering):
+class Cluster(Membership, Counts, Redacting, Discovering):
     """One registered cluster: what connect(), stats and the monitor work on. Its node list
     can change while it serves (:class:`~clusterdb.runtime.membership.Membership`).
 
@@ -319,17 +318,6 @@ class Cluster(Membership, Redacting, StatsView, Discovering):
     def epoch(self) -> int:
         """Changes whenever a kept ranking may no longer hold (read without the lock)."""
         return self._rankings.epoch
-
-    def applied_by(self, token: Token) -> frozenset[str]:
-        """Replicas up whose last probe saw ``token`` applied (positions only grow)."""
-        with self._lock:
-            ns = self._nodes.values()
-            return frozenset(n.name for n in ns if n.role == "replica" and covers(n.applied, token))
-
-    def record_causal(self, waited: bool, fell_back: bool) -> None:
-        """Count a connect(after=token) that ``waited`` for a replica, that ``fell_back``."""
-        with self._lock:
-            self._causal = (self._causal[0] + waited, self._causal[1] + fell_back)
 
     def record_hedge(self, node: str, elapsed: float) -> None:
         """``node`` has not answered after ``elapsed`` s: rank it down now, not at its timeout."""

@@ -16,6 +16,7 @@ from clusterdb.core.stats import ClusterStats, NodeStats
 __all__ = [
     "STATUS_HEADERS",
     "ago",
+    "causal_lines",
     "collapse_whitespace",
     "fmt_count",
     "fmt_ms",
@@ -237,6 +238,16 @@ def status_row(
     ]
 
 
+def causal_lines(stats: Mapping[str, ClusterStats]) -> list[str]:
+    """One line per cluster whose connect(after=token) calls waited or fell back."""
+    return [
+        f"{name}: read-your-writes tokens: {fmt_count(c.causal_waits)} waits, "
+        f"{fmt_count(c.causal_fallbacks)} fallbacks"
+        for name, c in stats.items()
+        if c.causal_waits or c.causal_fallbacks
+    ]
+
+
 def render_status(
     stats: Mapping[str, ClusterStats],
     now: datetime,
@@ -245,7 +256,8 @@ def render_status(
     secrets: Iterable[str] = (),
     columns: Sequence[str] = STATUS_HEADERS,
 ) -> str:
-    """The ``python -m clusterdb status`` table: one row per node of every cluster.
+    """The ``python -m clusterdb status`` table: one row per node of every cluster, then a
+    line per cluster whose read-your-writes tokens waited or fell back (:func:`causal_lines`).
 
     ``columns`` picks and orders a subset of :data:`STATUS_HEADERS` (the demo's narrow view).
     """
@@ -259,4 +271,4 @@ def render_status(
         for node in cluster.nodes:
             full = status_row(name, node, now, error_width=error_width, secrets=secret_list)
             rows.append([full[i] for i in index])
-    return render_table(columns, rows, right=_RIGHT)
+    return "\n".join([render_table(columns, rows, right=_RIGHT), *causal_lines(stats)])

@@ -11,16 +11,19 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import causal_support
 import psycopg
 import pytest
+from causal_support import node_name
 from connect_support import registered
 
 import clusterdb
+import clusterdb.psycopg
 from clusterdb.core.causal import Token, parse_token
+from clusterdb.core.description import WantedRole
 from clusterdb.testing.postgres import PostgresCluster
 
 pytestmark = pytest.mark.postgres
@@ -32,23 +35,14 @@ DELAY = 1.0
 
 @contextlib.contextmanager
 def delayed_table(pg_cluster: PostgresCluster) -> Iterator[str]:
-    """A fresh table on every node, then the second replica applying WAL DELAY s late."""
-    table = f"ryw_{uuid.uuid4().hex[:8]}"
-    pg_cluster.execute(pg_cluster.primary, f"CREATE TABLE {table} (id int PRIMARY KEY)")
-    pg_cluster.execute(pg_cluster.primary, f"GRANT ALL ON {table} TO {pg_cluster.user}")
-    pg_cluster.wait_caught_up()
-    pg_cluster.set_replication_delay(pg_cluster.replicas[1], DELAY)
-    try:
-        yield table
-    finally:
-        pg_cluster.set_replication_delay(pg_cluster.replicas[1], 0.0)
-        pg_cluster.execute(pg_cluster.primary, f"DROP TABLE {table}")
-
-
-def node_name(conn: Any) -> str:
-    ref = clusterdb.node_of(conn)
-    assert ref is not None
-    return ref.node
+    """A fresh table, then the second replica applying WAL DELAY s late."""
+    setup = (
+        "CREATE TABLE {table} (id int PRIMARY KEY)",
+        f"GRANT ALL ON {{table}} TO {pg_cluster.user}",
+    )
+    late = pg_cluster.replicas[1]
+    with causal_support.delayed_table(pg_cluster, late, DELAY, setup, "DROP TABLE {table}") as t:
+        yield t
 
 
 def cycles(name: str, table: str, count: int, token: bool, **kw: Any) -> tuple[int, Counter]:
@@ -139,9 +133,7 @@ def test_the_monitor_reads_replicas_positions_and_old_tokens_need_no_question(
 
 
 def test_a_token_of_another_cluster_is_a_clear_error(pg_cluster: PostgresCluster) -> None:
-    with registered(pg_cluster) as one, registered(pg_cluster) as other:
-        with contextlib.closing(clusterdb.connect(one, role="primary")) as w:
-            token = clusterdb.causal_token(w)
+    with causal_support.two_registrations(pg_cluster) as (one, other, token):
         with pytest.raises(clusterdb.CausalTokenError, match=f"token of cluster '{one}'"):
             clusterdb.connect(other, role="replica", after=token)
         # Same name, another PostgreSQL system (its servers re-initialised): caught on the
@@ -182,3 +174,22 @@ def test_async_tokens_give_no_stale_read(pg_cluster: PostgresCluster) -> None:
         print(f"\nasync with tokens: {stale} stale of {ASYNC_CYCLES}, served {dict(served)}")
         assert stale == 0, served
         assert sum(served[n] for n in replicas) / ASYNC_CYCLES >= 0.9, served
+
+
+def test_every_role_reads_the_write_and_gets_an_idle_connection(
+    pg_cluster: PostgresCluster,
+) -> None:
+    with delayed_table(pg_cluster) as table, registered(pg_cluster) as name:
+        with contextlib.closing(clusterdb.connect(name, role="primary")) as w:
+            w.execute(f"INSERT INTO {table} VALUES (1)")
+            w.commit()
+            token = clusterdb.causal_token(w)
+            assert w.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        roles: tuple[WantedRole, ...] = ("any", "primary", "replica", "prefer-replica")
+        for role in roles:
+            with contextlib.closing(clusterdb.connect(name, role=role, after=token)) as c:
+                # The question on the new connection left no transaction open.
+                assert c.info.transaction_status == psycopg.pq.TransactionStatus.IDLE, role
+                assert c.execute(f"SELECT count(*) FROM {table}").fetchone() == (1,), role
+            with contextlib.closing(clusterdb.psycopg.connect(name, role=role, after=token)) as c:
+                assert c.execute(f"SELECT count(*) FROM {table}").fetchone() == (1,), role

@@ -19,6 +19,7 @@ from clusterdb.stats import NodeStats
 from clusterdb.testing import GaleraCluster, PostgresCluster
 
 HEARTBEAT = 0.5
+ROUNDS = 16
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ def test_8_threads_connect_while_nodes_are_added_and_removed(
         gone = {others[1]: time.monotonic()}
         with Connectors(name, threads=8) as c:
             assert until(lambda: c.count() >= 50, 30) is not None, c.errors[:3]
-            for _ in range(30):  # the one out comes back in, the other one goes out
+            looping = time.monotonic()
+            for _ in range(ROUNDS):  # the one out comes back in, the other one goes out
                 (out,) = gone
                 victim = others[0] if out == others[1] else others[1]
                 before = node_stats(name, keeper)
@@ -109,7 +111,7 @@ def test_8_threads_connect_while_nodes_are_added_and_removed(
                 clusterdb.remove_node(name, victim)
                 gone[victim] = time.monotonic()
                 never_reset(before, node_stats(name, keeper))
-                time.sleep(0.2)
+                time.sleep(0.5)
             for out in gone:
                 absences.append((out, gone[out], float("inf")))
             # The node added last is probed and gets its share (a fresh record on trial).
@@ -120,6 +122,10 @@ def test_8_threads_connect_while_nodes_are_added_and_removed(
         watched = set(process.monitor()._schedules.get(cluster, {}))
         assert watched <= set(cluster.node_names), (watched, cluster.node_names)
     assert c.errors == [], c.errors[:5]
+    # Connects landed on the nodes coming and going while they were in: the check below is not
+    # an empty one.
+    in_between = [x for x in c.connects if x.node in others and x.began > looping]
+    assert in_between, Counter(x.node for x in c.connects)
     late = [
         (x, out)
         for x in c.connects
@@ -129,7 +135,8 @@ def test_8_threads_connect_while_nodes_are_added_and_removed(
     assert late == [], late[:5]
     per_node = Counter(x.node for x in c.connects)
     print(
-        f"\n{len(c.connects)} connects by 8 threads over 30 add/remove rounds: {per_node}; "
+        f"\n{len(c.connects)} connects by 8 threads over {ROUNDS} add/remove rounds: {per_node}, "
+        f"{len(in_between)} on the nodes coming and going; "
         f"the node added last used {used:.2f} s after the loop"
     )
 
@@ -141,7 +148,10 @@ def test_a_galera_node_added_is_probed_and_used_then_removed_is_not(
     g = galera_cluster
     first, second, third = (n.name for n in g.nodes)
     specs = {s["name"]: s for s in g.node_specs()}
-    options = {"monitor": True, "heartbeat": HEARTBEAT, "topology": "galera"}
+    # A long heartbeat: a node added is probed at once (nodes_changed wakes the monitor), not
+    # at the monitor's next wake-up up to a heartbeat later.
+    heartbeat = 5.0
+    options = {"monitor": True, "heartbeat": heartbeat, "topology": "galera"}
     options.update(connect_timeout=3.0, ssl_disabled=True)
     with registered(g, **options) as name:
         clusterdb.remove_node(name, third)
@@ -151,7 +161,7 @@ def test_a_galera_node_added_is_probed_and_used_then_removed_is_not(
             added = time.monotonic()
             clusterdb.add_node(name, specs[third])
             seen = until(lambda: node_stats(name, third).galera == "synced", 10)
-            assert seen is not None and seen < HEARTBEAT + 0.5, describe_nodes(name)
+            assert seen is not None and seen < heartbeat / 2, describe_nodes(name)
             used = until(lambda: any(x.node == third for x in c.connects[-200:]), 20)
             assert used is not None, describe_nodes(name)
             clusterdb.remove_node(name, second)

@@ -15,6 +15,7 @@ from clusterdb.core.causal import (
     Token,
     covers,
     format_lsn,
+    later,
     merge,
     parse_gtids,
     parse_lsn,
@@ -186,6 +187,12 @@ def test_a_merge_covers_both_and_is_covered_by_what_covers_both(
     assert covers(union, both)
 
 
+def test_a_node_keeps_its_later_position() -> None:
+    assert later(None, 5) == 5 and later(7, 5) == 7 and later(5, 7) == 7
+    assert later(_g((0, 5), (1, 9)), _g((0, 7))) == _g((0, 7), (1, 9))
+    assert later(5, _g((0, 1))) == _g((0, 1))  # another kind: the new one
+
+
 def test_merging_tokens_of_other_clusters_or_kinds_fails() -> None:
     assert merge(Token("m", "pg", 5, SYSID), Token("m", "pg", 9, SYSID)).position == 9
     with pytest.raises(CausalTokenError):
@@ -231,11 +238,17 @@ def test_applied_rows_and_waits() -> None:
 
 def test_the_course_of_a_replica_connect() -> None:
     token = Token("c", "pg", 100, SYSID)
-    course = CausalCourse(token, "replica", frozenset({"r2"}))
+    course = CausalCourse(token, "replica", {"r1": 20, "r2": 120, "r3": None})
     assert not course.direct and course.search_role == "replica" and course.waits
-    assert course.prefer == "r2" and not course.needs_asking("r2") and course.needs_asking("r1")
-    assert course.judge("r1", True, 99) == "hold"
-    assert course.avoid == {"r1"}
+    assert course.known == {"r2"}
+    assert not course.needs_asking("r2") and course.needs_asking("r1")
+    # First among the replicas known past the token, then (widened) among all but the lacking.
+    assert course.avoiding == ({"r1", "r3"}, f"not known to have applied {token}")
+    assert course.widen() and not course.widen()
+    assert course.avoiding == (set(), course.reason)
+    assert course.judge_answer("c", "r1", (True, "0/63", SYSID)) == "hold"
+    assert course.seen == {"r1": 99}
+    assert course.avoid == {"r1"} and course.avoiding == ({"r1"}, course.reason)
     assert course.judge("r3", True, 100) == "take"
     assert course.judge("r2", True, None) == "take"  # the monitor saw it past the token
     assert not course.falls_back
@@ -256,7 +269,8 @@ def test_the_course_of_a_replica_connect() -> None:
 def test_the_course_per_role(
     wanted: Any, direct: bool, role: str, waits: bool, falls_back: bool
 ) -> None:
-    course = CausalCourse(Token("c", "pg", 1, SYSID), wanted, frozenset())
+    course = CausalCourse(Token("c", "pg", 1, SYSID), wanted, {})
+    assert not course.narrow and not course.widen()
     assert (course.direct, course.search_role, course.falls_back) == (direct, role, falls_back)
     assert course.waits is waits
     assert course.judge("p", False, None) == "take"  # a primary always satisfies
@@ -270,3 +284,42 @@ def test_without_leaves_nodes_out_of_a_plan() -> None:
     assert without(plan, (), "") is plan
     raced = without(Plan(("a",), (0.0,), race=True), {"a"}, "lacks it")
     assert raced.nodes == () and not raced.race
+
+
+def _cluster() -> Any:
+    import sqlite3
+
+    from clusterdb.config import cluster_from_kwargs
+    from clusterdb.drivers.generic import GenericAdapter
+    from clusterdb.runtime.cluster import Cluster
+
+    specs = [{"name": n, "dsn": ":memory:"} for n in ("p", "r1", "r2")]
+    config = cluster_from_kwargs("c", sqlite3, specs, {"causal_wait": 0.5})
+    return Cluster(config, GenericAdapter(sqlite3))
+
+
+def test_the_cluster_knows_which_replicas_a_probe_saw_past_a_token() -> None:
+    from clusterdb.runtime.probe import ProbeOutcome
+
+    cluster = _cluster()
+    assert cluster.options.causal_wait == 0.5
+    cluster.record_probe("p", ProbeOutcome(True, 0.001, 0.001, role="primary"))
+    cluster.record_probe("r1", ProbeOutcome(True, 0.001, 0.001, role="replica", applied=100))
+    cluster.record_probe("r2", ProbeOutcome(True, 0.001, 0.001, role="replica", applied=50))
+    assert cluster.replica_positions() == {"r1": 100, "r2": 50}
+    cluster.record_probe("r2", ProbeOutcome(False, error=OSError("gone")))  # kept
+    assert cluster.stats_snapshot().node("r2").applied == "0/32"
+    cluster.record_causal(True, False, {"r1": 90, "r2": 60})  # a question saw r2 further
+    assert cluster.replica_positions() == {"r1": 100, "r2": 60}
+    cluster.record_causal(True, True, {})
+    stats = cluster.stats_snapshot()
+    assert (stats.causal_waits, stats.causal_fallbacks) == (2, 1)
+    assert stats.as_dict()["causal_waits"] == 2
+    from clusterdb.tools.report import causal_lines
+
+    assert causal_lines({"c": stats}) == ["c: read-your-writes tokens: 2 waits, 1 fallbacks"]
+    cluster.reset_stats()
+    assert cluster.stats_snapshot().causal_waits == 0
+    assert causal_lines({"c": cluster.stats_snapshot()}) == []
+    plan, _ = cluster.begin("any", avoid=({"p"}, "lacks it"))  # r2 is down: out anyway
+    assert plan.nodes == ("r1",) and plan.rejected["p"] == "lacks it"

@@ -57,6 +57,7 @@ def test_every_name_is_kept_added_removed_or_changed_once(
 REFUSED = [
     ([], "would have no node left", "clusters.c.nodes"),
     (["a", "b", "a"], "duplicate node name 'a', also used by clusters.c.nodes[0]", "[2].name"),
+    (["a", " "], "a node needs a non-empty name", "[1].name"),
 ]
 
 

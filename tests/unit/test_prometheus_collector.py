@@ -60,7 +60,15 @@ SNAP = {
         10,
         2,
         NOW,
+        causal_waits=3,
+        causal_fallbacks=4,
     )
+}
+EXPECTED_CLUSTER = {
+    "clusterdb_connects": 10.0,
+    "clusterdb_connect_failures": 2.0,
+    "clusterdb_causal_waits": 3.0,
+    "clusterdb_causal_fallbacks": 4.0,
 }
 
 
@@ -84,10 +92,9 @@ def test_one_series_per_node_for_each_metric() -> None:
         series = samples[name]
         assert sorted(s[0]["node"] for s in series) == ["pg0", "pg1", "pg2"], name
         assert all(set(s[0]) == {"cluster", "node", "role"} for s in series)
+    assert set(CLUSTER_COUNTERS) == set(EXPECTED_CLUSTER)
     for name in CLUSTER_COUNTERS:
-        assert samples[f"{name}_total"] == [
-            ({"cluster": "main"}, 10.0 if name == "clusterdb_connects" else 2.0)
-        ]
+        assert samples[f"{name}_total"] == [({"cluster": "main"}, EXPECTED_CLUSTER[name])]
 
 
 def test_values_and_labels() -> None:
