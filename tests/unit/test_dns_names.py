@@ -90,3 +90,22 @@ def test_source_resolves_a_and_srv_names() -> None:
         assert "no such name" in source.last_error
     finally:
         dns.use_resolver(old)
+
+
+def test_register_resolves_once_and_reload_keeps_the_discovered_list() -> None:
+    import clusterdb
+    from clusterdb.runtime import process
+
+    old = dns.use_resolver(_resolver())
+    try:
+        clusterdb.register("dnsu", driver=sqlite3, nodes=[], dns="a.test:5432", monitor=False)
+        names = {"a.test[10.0.0.1]:5432", "a.test[10.0.0.2]:5432"}
+        assert set(process.get("dnsu").node_names) == names
+        config = cluster_from_kwargs("dnsu", sqlite3, [], {"dns": "b.test:1", "monitor": False})
+        process.get("dnsu").reconfigure(config)
+        assert set(process.get("dnsu").node_names) == names  # kept until the next poll
+        assert process.get("dnsu").discover()  # the new name, polled
+        assert set(process.get("dnsu").node_names) == {"b.test[10.0.1.1]:1"}
+    finally:
+        dns.use_resolver(old)
+        clusterdb.unregister("dnsu")
