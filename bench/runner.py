@@ -36,6 +36,7 @@ from bench.model import ScenarioResult
 from bench.pooled import run_pooled
 from bench.query import run_per_query
 from bench.report import render_markdown, write_results
+from bench.routed import run_routed
 from bench.routing import run_routing
 from bench.scale import run_scale, run_selection
 
@@ -99,6 +100,8 @@ def _steps(only: Sequence[str], drivers: Sequence[str], sleep_variant: bool) -> 
         if key in per_driver:
             fn = per_driver[key]
             steps += [(key, f"{key} {d}", _bind(fn, d)) for d in drivers]
+            if key == "routing":
+                steps += [(key, f"routed {d}", _bind(run_routed, d)) for d in drivers]
             if key == "connect" and sleep_variant:
                 steps += [(key, f"connect {d}, CPUs may sleep", _cpus_sleep(d)) for d in drivers]
         elif key == "scale":

@@ -25,6 +25,7 @@ from clusterdb import stats
 from clusterdb.config import cluster_from_kwargs, load_file
 from clusterdb.core.description import WantedRole
 from clusterdb.core.membership import MembershipChange
+from clusterdb.core.routing import ConnectRole
 from clusterdb.errors import (
     AllNodesFailed,
     CausalTokenError,
@@ -39,6 +40,7 @@ from clusterdb.errors import (
 from clusterdb.runtime import pooled, process
 from clusterdb.runtime.causal import connect_after, token_of
 from clusterdb.runtime.pooled import NodeRef
+from clusterdb.runtime.routed import RoutedConnection, RoutedCursor
 
 __all__ = [
     "AllNodesFailed",
@@ -51,6 +53,8 @@ __all__ = [
     "NoSuitableNode",
     "NodeRef",
     "OperationalError",
+    "RoutedConnection",
+    "RoutedCursor",
     "UnknownClusterError",
     "__version__",
     "add_node",
@@ -154,11 +158,13 @@ def remove_node(cluster: str, name: str) -> None:
 
 
 def connect(
-    name: str, *, role: WantedRole = "any", after: str | None = None, **overrides: Any
+    name: str, *, role: ConnectRole = "any", after: str | None = None, **overrides: Any
 ) -> Any:
     """A connection to a node of cluster ``name``: the driver's own connection object.
 
-    ``role``: ``"any"``, ``"primary"``, ``"replica"`` or ``"prefer-replica"``. ``overrides``
+    ``role``: ``"any"``, ``"primary"``, ``"replica"`` or ``"prefer-replica"``; ``"auto"``
+    returns a :class:`RoutedConnection` instead, which routes each statement (reads to a
+    replica that has applied this connection's writes, the rest to the primary). ``overrides``
     go to the driver's ``connect()``, except ``connect_timeout``: the overall deadline in
     seconds (sub-second values allowed). Raises :class:`AllNodesFailed` (also the driver's
     ``OperationalError``) when no node could be reached, :class:`NoSuitableNode` when none
@@ -170,7 +176,10 @@ def connect(
     and ``any``, :class:`NoSuitableNode` naming the token for ``replica``. A malformed token
     or one of another cluster raises :class:`CausalTokenError`.
     """
-    return connect_after(process.get(name), role, overrides, after)
+    cluster = process.get(name)
+    if role == "auto":
+        return RoutedConnection(cluster, overrides, after)
+    return connect_after(cluster, role, overrides, after)
 
 
 def causal_token(conn: Any) -> str:
@@ -192,7 +201,7 @@ async def causal_token_async(conn: Any) -> str:
 
 
 async def connect_async(
-    name: str, *, role: WantedRole = "any", after: str | None = None, **overrides: Any
+    name: str, *, role: ConnectRole = "any", after: str | None = None, **overrides: Any
 ) -> Any:
     """:func:`connect` on the running event loop: attempts are tasks, hedge delays are loop
     timers, and the loop is never blocked. Returns the asyncio driver's own connection:
@@ -205,7 +214,12 @@ async def connect_async(
     """
     from clusterdb.runtime.causal_async import connect_after_async
 
-    return await connect_after_async(process.get(name), role, overrides, after)
+    cluster = process.get(name)
+    if role == "auto":
+        from clusterdb.runtime.routed_async import AsyncRoutedConnection
+
+        return AsyncRoutedConnection(cluster, overrides, after)
+    return await connect_after_async(cluster, role, overrides, after)
 
 
 def close(timeout: float = 1.0) -> bool:
@@ -269,3 +283,12 @@ def report_error(conn: Any, exc: BaseException) -> bool:
     trip. Other errors, and connections clusterdb did not make, change nothing (False).
     """
     return pooled.report(conn, exc) is not None
+
+
+def __getattr__(name: str) -> Any:
+    """``AsyncRoutedConnection`` and ``AsyncRoutedCursor``, imported on first use (asyncio)."""
+    if name in ("AsyncRoutedConnection", "AsyncRoutedCursor"):
+        from clusterdb.runtime import routed_async
+
+        return getattr(routed_async, name)
+    raise AttributeError(f"module 'clusterdb' has no attribute {name!r}")

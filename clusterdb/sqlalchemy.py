@@ -26,6 +26,10 @@ pool's reset, checkout before the application has the connection.
 :func:`create_async_engine` does the same for SQLAlchemy's asyncio engine (2.0.16+: its
 ``async_creator`` is :func:`clusterdb.connect_async`): ``postgresql+psycopg`` or
 ``mysql+asyncmy``, the same listeners on its pool (``engine.sync_engine``).
+
+:func:`sessionmaker` (and :func:`async_sessionmaker`) make ORM sessions over two such engines,
+``primary`` and ``prefer-replica``, that send each statement to one of them
+(:class:`RoutingSession`).
 """
 
 from __future__ import annotations
@@ -33,22 +37,43 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from contextvars import ContextVar
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy import event
-from sqlalchemy.engine import Engine, ExceptionContext
+from sqlalchemy import event, orm
+from sqlalchemy.engine import AdaptedConnection, Connection, Engine, ExceptionContext
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, QueuePool
+from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.util import await_only
 
 from clusterdb.core.description import WantedRole
 from clusterdb.core.rebalance import Rebalancer
 from clusterdb.core.roles import WANTED_ROLES
+from clusterdb.core.routing import SessionWrites
+from clusterdb.core.statement import Dialect, classify
 from clusterdb.errors import ConfigError
-from clusterdb.runtime import pooled, process
+from clusterdb.runtime import freshness, pooled, process
+from clusterdb.runtime.cluster import Cluster
 from clusterdb.runtime.connect import connect as connect_cluster
 
-__all__ = ["PoolWatch", "create_async_engine", "create_engine", "follow", "watch_of"]
+__all__ = [
+    "PoolWatch",
+    "RoutingSession",
+    "async_sessionmaker",
+    "create_async_engine",
+    "create_engine",
+    "follow",
+    "sessionmaker",
+    "watch_of",
+]
+
+_READ_ROLES = ("replica", "prefer-replica")
+_after: ContextVar[str | None] = ContextVar("clusterdb_sqlalchemy_after", default=None)
+"""The token a routing session's next replica connection must have applied (set by its
+get_bind, read by the replica engine's checkout and creator in the same context)."""
 
 _URLS = {"psycopg": "postgresql+psycopg://", "pymysql": "mysql+pymysql://", "sqlite3": "sqlite://"}
 _ASYNC_URLS = {"psycopg": "postgresql+psycopg://", "pymysql": "mysql+asyncmy://"}
@@ -89,6 +114,9 @@ def create_engine(cluster: str, role: WantedRole = "any", **engine_kwargs: Any) 
     watch = PoolWatch(role)
 
     def creator() -> Any:
+        after = _after.get() if role in _READ_ROLES else None
+        if after is not None:  # a routing session's read after its commit
+            return freshness.open_replica(process.get(cluster), after, {}, role)
         return connect_cluster(process.get(cluster), role, {}, watch.take_destination())
 
     engine = sqlalchemy.create_engine(url, creator=creator, **engine_kwargs)
@@ -110,6 +138,9 @@ def create_async_engine(cluster: str, role: WantedRole = "any", **engine_kwargs:
     watch = PoolWatch(role)
 
     async def creator() -> Any:
+        after = _after.get() if role in _READ_ROLES else None
+        if after is not None:
+            return await freshness.open_replica_async(process.get(cluster), after, {}, role)
         return await connect_async(process.get(cluster), role, {}, watch.take_destination())
 
     engine = sqlalchemy_async_engine(url, async_creator=creator, **engine_kwargs)
@@ -224,3 +255,129 @@ class PoolWatch:
             context.is_disconnect = True
         if context.is_disconnect:
             context.invalidate_pool_on_disconnect = False  # the others are judged at checkout
+
+
+def sessionmaker(
+    cluster: str, engine_kwargs: dict[str, Any] | None = None, **kw: Any
+) -> orm.sessionmaker[RoutingSession]:
+    """A SQLAlchemy ``sessionmaker`` of :class:`RoutingSession` over two engines of
+    ``cluster`` (:func:`create_engine` with ``engine_kwargs``): ``role="primary"`` and
+    ``role="prefer-replica"``. ``kw`` go to SQLAlchemy's ``sessionmaker``."""
+    engines = (
+        create_engine(cluster, "primary", **(engine_kwargs or {})),
+        create_engine(cluster, "prefer-replica", **(engine_kwargs or {})),
+    )
+    event.listen(engines[1], "checkout", _checkout_after)
+    return orm.sessionmaker(class_=RoutingSession, clusterdb_engines=engines, **kw)
+
+
+def async_sessionmaker(cluster: str, engine_kwargs: dict[str, Any] | None = None, **kw: Any) -> Any:
+    """:func:`sessionmaker` for asyncio: an ``async_sessionmaker`` of ``AsyncSession`` whose
+    sync session is a :class:`RoutingSession` over two :func:`create_async_engine` engines."""
+    from sqlalchemy.ext.asyncio import async_sessionmaker as sqlalchemy_async_sessionmaker
+
+    primary = create_async_engine(cluster, "primary", **(engine_kwargs or {}))
+    replica = create_async_engine(cluster, "prefer-replica", **(engine_kwargs or {}))
+    engines = (primary.sync_engine, replica.sync_engine)
+    event.listen(engines[1], "checkout", _checkout_after)
+    return sqlalchemy_async_sessionmaker(
+        sync_session_class=RoutingSession, clusterdb_engines=engines, **kw
+    )
+
+
+class RoutingSession(orm.Session):
+    """A Session that picks an engine per statement (SQLAlchemy's ``get_bind`` override):
+    flushes, INSERT/UPDATE/DELETE, ``with_for_update()`` and ``text()`` that is not a plain
+    read (clusterdb's classifier) go to the primary engine, as do the other reads of a
+    transaction that wrote; other reads go to the replica engine. After a commit that wrote,
+    reads go to a replica only once a token of the commit is known (:mod:`freshness`), else
+    to the primary, for the rest of the session: read-your-writes inside the session."""
+
+    def __init__(self, *args: Any, clusterdb_engines: tuple[Engine, Engine], **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.clusterdb_engines = clusterdb_engines
+        self.clusterdb_writes = SessionWrites()
+        self._clusterdb_primary: Connection | None = None
+        dialect = clusterdb_engines[0].dialect.name
+        self._clusterdb_dialect: Dialect = "postgresql" if dialect == "postgresql" else "mysql"
+
+    def get_bind(self, mapper: Any = None, clause: Any = None, **kw: Any) -> Engine:
+        writes = self._flushing or self._clusterdb_writes_in(clause)
+        target = self.clusterdb_writes.target(writes)
+        if target == "primary":
+            return self.clusterdb_engines[0]
+        _after.set(self.clusterdb_writes.token)  # for the replica engine's checkout
+        return self.clusterdb_engines[1]
+
+    def _clusterdb_writes_in(self, clause: Any) -> bool:
+        if clause is None:
+            return False
+        if isinstance(clause, UpdateBase) or getattr(clause, "_for_update_arg", None) is not None:
+            return True
+        if isinstance(clause, TextClause):
+            c = classify(clause.text, self._clusterdb_dialect)
+            return c.target == "primary" or c.pins_session is not None
+        return False
+
+
+@event.listens_for(RoutingSession, "after_begin")
+def _began(session: RoutingSession, transaction: Any, connection: Connection) -> None:
+    if connection.engine is session.clusterdb_engines[0]:
+        session._clusterdb_primary = connection
+
+
+@event.listens_for(RoutingSession, "after_commit")
+def _committed(session: RoutingSession) -> None:
+    writes = session.clusterdb_writes
+    writes.ended(committed=True)
+    conn, session._clusterdb_primary = session._clusterdb_primary, None
+    if writes.unsynced and conn is not None:
+        writes.token_taken(_token(conn))
+
+
+@event.listens_for(RoutingSession, "after_rollback")
+def _rolled_back(session: RoutingSession) -> None:
+    session.clusterdb_writes.ended(committed=False)
+    session._clusterdb_primary = None
+
+
+def _checkout_after(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
+    """A routing session's replica connection must have applied its token: checked once per
+    connection and token (one round trip); a connection behind is replaced by one opened
+    after the token (DisconnectionError: the pool calls the creator, which reads it). Without
+    a token, a connection on the primary (a token's fallback) is replaced while a replica
+    fits, so that reads go back to replicas."""
+    token = _after.get()
+    if token is not None and record.info.get("clusterdb_after") == token:
+        return
+    raw = _driver(dbapi_connection)
+    tag = pooled.tag_of(raw)
+    if tag is None or not isinstance(tag.cluster, Cluster):
+        return
+    if token is None:
+        replicas = tag.fitness.assessment("replica").fit
+        if replicas and tag.node not in replicas:
+            raise DisconnectionError("clusterdb: a fallback to the primary, replicas are back")
+        return
+    if isinstance(dbapi_connection, AdaptedConnection):
+        fresh = await_only(freshness.applied_async(tag.cluster, raw, token))
+    else:
+        fresh = freshness.applied(tag.cluster, raw, token)
+    if not fresh:
+        raise DisconnectionError("clusterdb: this replica has not applied the session's writes")
+    record.info["clusterdb_after"] = token
+
+
+def _driver(dbapi_connection: Any) -> Any:
+    if isinstance(dbapi_connection, AdaptedConnection):
+        return dbapi_connection.driver_connection
+    return dbapi_connection
+
+
+def _token(conn: Connection) -> str | None:
+    """The token of the commit just made on ``conn`` (in the asyncio engine's greenlet, the
+    asyncio driver's connection is awaited)."""
+    dbapi = conn.connection.dbapi_connection
+    if isinstance(dbapi, AdaptedConnection):
+        return await_only(freshness.take_token_async(dbapi.driver_connection))
+    return freshness.take_token(_driver(dbapi))

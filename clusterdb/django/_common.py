@@ -11,7 +11,10 @@ from django.db.utils import DatabaseErrorWrapper
 
 from clusterdb.core.description import WantedRole
 from clusterdb.core.roles import WANTED_ROLES
-from clusterdb.runtime import pooled
+from clusterdb.django.routing import current
+from clusterdb.runtime import freshness, pooled
+from clusterdb.runtime.cluster import Cluster
+from clusterdb.runtime.connect import connect as connect_cluster
 
 __all__ = ["OWN_OPTIONS", "ClusterBackend"]
 
@@ -36,6 +39,8 @@ class ClusterBackend:
     settings_dict: dict[str, Any]
     connection: Any
     in_atomic_block: bool
+    clusterdb_after: str | None = None
+    """The token the connection was opened after (a replica alias in a routing scope)."""
 
     @property
     def cluster_name(self) -> str:
@@ -65,6 +70,16 @@ class ClusterBackend:
         for key in (*OWN_OPTIONS, "host", "port", "unix_socket"):
             params.pop(key, None)
         return params
+
+    def cluster_connect(self, cluster: Cluster, params: dict[str, Any]) -> Any:
+        """A connection for this alias's role; for a replica role inside a routing scope
+        with a token (clusterdb.django.routing), one that has applied it."""
+        role = self.cluster_role
+        token = current().token if role in ("replica", "prefer-replica") else None
+        self.clusterdb_after = token
+        if token is None:
+            return connect_cluster(cluster, role, params)
+        return freshness.open_replica(cluster, token, params, role)
 
     def node_fits(self) -> bool:
         """False when clusterdb would no longer hand this connection out (never inside a

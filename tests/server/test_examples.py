@@ -71,6 +71,9 @@ def test_every_example_is_tested() -> None:
         "django_app.py",
         "read_write_split.py",
         "asyncio_service.py",
+        "routed_connection.py",
+        "sqlalchemy_routing.py",
+        "django_routing.py",
     }
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
@@ -128,3 +131,25 @@ def test_read_write_split_survives_losing_every_replica(pg_cluster: Any, tmp_pat
     out = run_example("read_write_split.py", example_env(pg_cluster, tmp_path))
     assert "write: on the primary" in out
     assert "read: 1 row(s) from a primary" in out
+
+
+def test_routed_connection(pg_cluster: Any, tmp_path: Path) -> None:
+    out = run_example("routed_connection.py", example_env(pg_cluster, tmp_path))
+    assert "routed: a plain read runs on a replica" in out
+    assert out.count("routed: wrote") == 5
+    assert "inside a transaction, read ('changed',) on the primary" in out
+    assert "routed: pinned to the primary (temporary table); reads run on the primary" in out
+
+
+def test_sqlalchemy_routing(pg_cluster: Any, tmp_path: Path) -> None:
+    out = run_example("sqlalchemy_routing.py", example_env(pg_cluster, tmp_path))
+    assert "orm: a read runs on a replica" in out
+    assert "orm: after the commit the session reads ['first', 'second'] (never stale)" in out
+    assert "orm: with_for_update() locked 2 rows on the primary" in out
+
+
+def test_django_routing(pg_cluster: Any, tmp_path: Path) -> None:
+    out = run_example("django_routing.py", example_env(pg_cluster, tmp_path))
+    assert "django: request 1: 0 notes, read on the replica alias (no token)" in out
+    assert "django: request 2: 1 notes, read on the default alias (with a token)" in out
+    assert "django: request 3: 1 notes, read on the replica alias (with a token)" in out

@@ -29,7 +29,6 @@ from pymysql.constants import FIELD_TYPE
 
 from clusterdb.django._common import ClusterBackend
 from clusterdb.runtime import process
-from clusterdb.runtime.connect import connect as connect_cluster
 
 __all__ = ["CursorWrapper", "DatabaseWrapper"]
 
@@ -66,7 +65,7 @@ class DatabaseWrapper(ClusterBackend, base.DatabaseWrapper):  # type: ignore[mis
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         cluster = process.get_for_driver(self.cluster_name, "pymysql", __name__)
-        return connect_cluster(cluster, self.cluster_role, dict(conn_params))
+        return self.cluster_connect(cluster, dict(conn_params))
 
     def create_cursor(self, name: Any = None) -> Any:
         return CursorWrapper(self.connection.cursor())

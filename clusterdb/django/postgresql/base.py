@@ -12,7 +12,6 @@ from django.db.backends.postgresql.psycopg_any import IsolationLevel
 
 from clusterdb.django._common import ClusterBackend
 from clusterdb.runtime import process
-from clusterdb.runtime.connect import connect as connect_cluster
 
 __all__ = ["DatabaseWrapper"]
 
@@ -39,7 +38,7 @@ class DatabaseWrapper(ClusterBackend, base.DatabaseWrapper):  # type: ignore[mis
                 "Use one of the psycopg.IsolationLevel values."
             ) from None
         cluster = process.get_for_driver(self.cluster_name, "psycopg", __name__)
-        connection = connect_cluster(cluster, self.cluster_role, dict(conn_params))
+        connection = self.cluster_connect(cluster, dict(conn_params))
         if level is not None:
             connection.isolation_level = self.isolation_level
         return connection
