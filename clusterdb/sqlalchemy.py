@@ -34,8 +34,6 @@ pool's reset, checkout before the application has the connection.
 
 from __future__ import annotations
 
-import threading
-import time
 import weakref
 from contextvars import ContextVar
 from typing import Any
@@ -50,7 +48,6 @@ from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.util import await_only
 
 from clusterdb.core.description import WantedRole
-from clusterdb.core.rebalance import Rebalancer
 from clusterdb.core.roles import WANTED_ROLES
 from clusterdb.core.routing import SessionWrites
 from clusterdb.core.statement import Dialect, classify
@@ -58,6 +55,7 @@ from clusterdb.errors import ConfigError
 from clusterdb.runtime import freshness, pooled, process
 from clusterdb.runtime.cluster import Cluster
 from clusterdb.runtime.connect import connect as connect_cluster
+from clusterdb.runtime.pool_balance import PoolBalance
 
 __all__ = [
     "PoolWatch",
@@ -172,73 +170,32 @@ def watch_of(engine: Engine) -> PoolWatch | None:
 _watches: weakref.WeakKeyDictionary[Engine, PoolWatch] = weakref.WeakKeyDictionary()
 
 
-class PoolWatch:
-    """One engine's listeners, and what they know of the pool: its connections per node."""
-
-    def __init__(self, role: WantedRole, clock: Any = time.monotonic) -> None:
-        self.role: WantedRole = role
-        self.moved = 0
-        """Connections closed at checkin to move them to another node."""
-        self.refused = 0
-        """Connections refused at checkout (their node no longer fits)."""
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._balance = Rebalancer(pooled.DEFAULT_POLICY)
-        self._destination: str | None = None
-
-    def take_destination(self) -> str | None:
-        """The node the last move chose for its replacement (once), else None."""
-        with self._lock:
-            node, self._destination = self._destination, None
-        return node
-
-    @property
-    def counts(self) -> dict[str, int]:
-        """Node -> the pool's open connections on it."""
-        with self._lock:
-            return dict(self._balance.counts)
+class PoolWatch(PoolBalance):
+    """One engine's listeners around its :class:`~clusterdb.runtime.pool_balance.PoolBalance`
+    (its connections per node, ``moved``, ``refused``)."""
 
     def on_connect(self, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
         tag = pooled.tag_of(dbapi_connection)
         if tag is not None:
-            with self._lock:
-                self._balance.opened(tag.node)
+            self.opened(tag)
 
     def on_close(self, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
         tag = pooled.tag_of(dbapi_connection)
         if tag is not None:
-            with self._lock:
-                self._balance.closed(tag.node)
+            self.closed(tag)
 
     def on_checkout(
         self, dbapi_connection: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection
     ) -> None:
         tag = pooled.tag_of(dbapi_connection)
-        if tag is None:
-            return
-        if not pooled.is_current(tag) or tag.node not in tag.fitness.assessment(self.role).fit:
-            self.refused += 1
+        if tag is not None and not self.keeps(tag):
             ref = pooled.node_of(dbapi_connection)
             raise DisconnectionError(f"clusterdb: {ref} no longer fits role {self.role}")
 
     def on_checkin(self, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
         tag = None if dbapi_connection is None else pooled.tag_of(dbapi_connection)
-        if tag is None:
-            return
-        now = self._clock()
-        found = tag.fitness.assessment(self.role, now)
-        if not pooled.is_current(tag) or tag.node not in found.fit:
+        if tag is not None and self.checkin(tag) != "keep":
             record.invalidate()  # idle here: no need to wait for its next checkout
-            return
-        if self._balance.settled(found):  # read without the lock: at worst a move waits
-            return
-        with self._lock:
-            destination = self._balance.move_to(tag.node, found, now)
-            if destination is not None:
-                self._destination = destination
-        if destination is not None:
-            self.moved += 1
-            record.invalidate()
 
     def on_error(self, context: ExceptionContext) -> None:
         exc = context.original_exception

@@ -4,10 +4,11 @@ from a replica when one answers.
 
     CLUSTERDB_CONFIG=clusterdb.toml APP_DB_PASSWORD=... python examples/asyncio_service.py
 
-``clusterdb.psycopg.AsyncConnection`` is a ``psycopg.AsyncConnection`` whose ``connect()``
-takes a cluster name: the pool calls it for every new connection, and clusterdb races and
-hedges the nodes on the service's own event loop (no thread). The same registration serves
-``clusterdb.connect()`` too, and both share the nodes' state and stats.
+``clusterdb.psycopg.async_pool_kwargs(cluster, role="primary")`` gives the pool a
+``psycopg.AsyncConnection`` class whose ``connect()`` takes a cluster name (the pool calls it
+for every new connection, and clusterdb races and hedges the nodes on the service's own event
+loop, no thread) and the hooks that check and rebalance the pool's connections. The same
+registration serves ``clusterdb.connect()`` too, and both share the nodes' state and stats.
 """
 
 from __future__ import annotations
@@ -37,9 +38,7 @@ async def handle(pool: AsyncConnectionPool[clusterdb.psycopg.AsyncConnection], c
 
 async def serve(cluster: str, requests: int) -> list[str]:
     pool = AsyncConnectionPool(
-        cluster,  # conninfo: the cluster's name
-        connection_class=clusterdb.psycopg.AsyncConnection,
-        kwargs={"role": "primary"},
+        **clusterdb.psycopg.async_pool_kwargs(cluster, role="primary"),
         min_size=2,
         max_size=4,
         timeout=10.0,

@@ -4,10 +4,13 @@ asyncmy takes PyMySQL's connect keywords but a few: ``passwd`` and ``db`` are it
 ``password`` and ``database``, a PyMySQL cursor class becomes asyncmy's class of the same
 name, ``write_timeout`` has nothing to bound (asyncio writes never block the caller) and is
 dropped, and PyMySQL's ``ssl_*`` keywords become the SSL context PyMySQL itself would build.
-Unlike PyMySQL, asyncmy has no "preferred" TLS mode: TLS is used when the registration asks
-for it (``ssl`` or ``ssl_*``), not merely because the server offers it. Keywords with no
-asyncmy counterpart (``bind_address``, ``compress``...) are refused by the first
-connect_async(), naming them.
+TLS follows PyMySQL's rules: required when the registration asks for it (``ssl`` or
+``ssl_*``), else "preferred" (PyMySQL 1.2: used when the server offers it, unless
+``ssl_disabled``). asyncmy has no preferred mode of its own, so a connection then starts
+without TLS and :class:`_PreferredTLS` turns it on after the server's greeting, when the
+greeting offers it, with PyMySQL's own default context (no certificate check, as PyMySQL's).
+Keywords with no asyncmy counterpart (``bind_address``, ``compress``...) are refused by the
+first connect_async(), naming them.
 
 Why asyncmy rather than aiomysql: ``Connection(...).connect()`` is public (clusterdb keeps the
 connection object and closes it on any failure or cancellation; aiomysql's is private
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import os
 import socket
@@ -53,21 +57,48 @@ _SSL_KEYS = (
     "ssl_verify_cert",
     "ssl_verify_identity",
 )
-_REQUIRE_TLS = ("ssl_ca", "ssl_cert", "ssl_key", "ssl_verify_cert", "ssl_verify_identity")
+_PREFERRED = "_clusterdb_preferred_tls"  # the context of a preferred-TLS connect; not asyncmy's
+_CLIENT_SSL = pymysql.constants.CLIENT.SSL
 
 
-def _tls(kwargs: dict[str, Any]) -> Any:
-    """Take PyMySQL's SSL keywords out of ``kwargs``: the SSL context PyMySQL would require
-    TLS with, or None (no TLS asked for, or ``ssl_disabled``)."""
+def _tls(kwargs: dict[str, Any]) -> tuple[Any, bool] | None:
+    """Take PyMySQL's SSL keywords out of ``kwargs``: the SSL context PyMySQL would use and
+    whether it requires TLS (else "preferred": TLS when the server offers it), or None (no
+    TLS: ``ssl_disabled``)."""
     given = {k: kwargs.pop(k) for k in _SSL_KEYS if k in kwargs}
     ssl = kwargs.pop("ssl", None)
     if kwargs.pop("ssl_disabled", False):
         return None
-    if not ssl and not any(given.get(k) for k in _REQUIRE_TLS):
-        return None
-    # PyMySQL's own rules build the context (verification modes, client certificate).
+    if not ssl and not any(given.values()):
+        return _preferred()
+    # PyMySQL's own rules decide and build the context (modes, verification, certificate).
     made = pymysql.connections.Connection(defer_connect=True, ssl=ssl, **given)
-    return made.ctx
+    if not made.ssl:
+        return None  # no ssl module
+    return made.ctx, bool(getattr(made, "_ssl_required", True))
+
+
+@functools.cache
+def _preferred() -> tuple[Any, bool] | None:
+    """PyMySQL's context for a registration without SSL settings ("preferred" TLS), made once:
+    a default context loads the system's certificates (milliseconds), and it is the same for
+    every such connection."""
+    made = pymysql.connections.Connection(defer_connect=True)
+    return (made.ctx, bool(getattr(made, "_ssl_required", False))) if made.ssl else None
+
+
+class _PreferredTLS(_Connection):  # type: ignore[misc]  # untyped in asyncmy's stubs
+    """asyncmy's connection with PyMySQL's "preferred" TLS: made without ``ssl``, it turns TLS
+    on (asyncmy's in-protocol upgrade, as for ``ssl=``) when the server's greeting offers it.
+    asyncmy's ``connect()`` reads the greeting, then calls ``_request_authentication()``."""
+
+    _clusterdb_tls: Any = None
+
+    async def _request_authentication(self) -> None:
+        if self._clusterdb_tls is not None and self.server_capabilities & _CLIENT_SSL:
+            self._ssl_context = self._clusterdb_tls
+            self._client_flag |= _CLIENT_SSL
+        await super()._request_authentication()
 
 
 def _cursor_class(cls: Any) -> Any:
@@ -83,8 +114,10 @@ def asyncmy_kwargs(pymysql_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """asyncmy's ``Connection`` keywords for PyMySQL's ``connect()`` keywords (see above);
     raises :class:`~clusterdb.errors.ConfigError` naming those asyncmy has no use for."""
     kwargs = dict(pymysql_kwargs)
-    ssl = _tls(kwargs)
-    out: dict[str, Any] = {} if ssl is None else {"ssl": ssl}
+    tls = _tls(kwargs)
+    out: dict[str, Any] = {}
+    if tls is not None:
+        out["ssl" if tls[1] else _PREFERRED] = tls[0]
     refused = []
     for key, value in kwargs.items():
         name = _RENAMED.get(key, key)
@@ -127,7 +160,13 @@ async def _connected(
     read), or asyncmy's error after ``timeout`` s. Nothing is left open when it fails or is
     cancelled."""
     host = kwargs.get("host") or "localhost"
-    conn = _Connection(**{**kwargs, "connect_timeout": max(timeout, 0.001), "sock": sock})
+    given = {**kwargs, "connect_timeout": max(timeout, 0.001), "sock": sock}
+    preferred = given.pop(_PREFERRED, None)
+    if preferred is None:
+        conn = _Connection(**given)
+    else:
+        conn = _PreferredTLS(**given)
+        conn._clusterdb_tls = preferred
     try:
         async with asyncio.timeout(timeout):
             await conn.connect()  # closes its socket on any failure, cancellation included

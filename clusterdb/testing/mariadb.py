@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -136,8 +137,11 @@ class MariaDBCluster(Cluster):
     # mariadbd's normal shutdown; it does not wait for clients.
     _shutdown: ClassVar[tuple[tuple[signal.Signals, float], ...]] = ((signal.SIGTERM, 30.0),)
 
-    def __init__(self, replicas: int = 2) -> None:
+    def __init__(self, replicas: int = 2, tls: bool = False) -> None:
         super().__init__(replicas)
+        self.tls = tls
+        """Servers offer TLS (a self-signed certificate made by ``openssl`` at first start);
+        else they offer none (MariaDB before 11.4 makes no certificate of its own)."""
         self._server: Path | None = None
         self._install: Path | None = None
         # Replicas whose gtid_slave_pos must be set from their own binlog before following:
@@ -187,9 +191,27 @@ class MariaDBCluster(Cluster):
             "--max-connections=200",
             f"--read-only={1 if node.role == 'replica' else 0}",
             *_SERVER_OPTS,
+            *self._tls_args(),
         ]
         log = self.base_dir / (node.name + ".log")
         return ServerProcess(argv, log_path=log, cwd=node.dir)
+
+    def _tls_args(self) -> list[str]:
+        """``--ssl-cert``/``--ssl-key`` of a self-signed certificate in the cluster's folder,
+        made once, when ``tls``."""
+        if not self.tls:
+            return []
+        assert self.base_dir is not None
+        cert, key = self.base_dir / "tls-cert.pem", self.base_dir / "tls-key.pem"
+        if not cert.exists():
+            made = ["-subj", "/CN=clusterdb-test", "-keyout", str(key), "-out", str(cert)]
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", *made],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+        return [f"--ssl-cert={cert}", f"--ssl-key={key}"]
 
     def _wait_ready(self, node: TestNode, timeout: float) -> None:
         def ready() -> bool:

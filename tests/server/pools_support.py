@@ -117,3 +117,22 @@ def whoami_of(harness: Cluster, cursor: Any) -> str:
     row = cursor.fetchone()
     assert row is not None
     return str(row[0])
+
+
+def kill_and_restart(node: Any, down: float = 1.5, after: float = 12.0) -> tuple[float, float]:
+    """Kill ``node`` (a harness node), start it again ``down`` s later, wait ``after`` s:
+    monotonic() at the kill and at the restart."""
+    killed = time.monotonic()
+    node.kill()
+    time.sleep(down)
+    node.start()
+    restarted = time.monotonic()
+    time.sleep(after)
+    return killed, restarted
+
+
+def share_on(workload: Workload, node: str, start: float, end: float) -> tuple[float, int]:
+    """The share of the operations that succeeded between ``start`` and ``end`` that ran on
+    ``node``, and how many succeeded."""
+    done = workload.successes_between(start, end)
+    return sum(1 for o in done if o.node == node) / max(1, len(done)), len(done)

@@ -108,6 +108,7 @@ def test_psycopg_pool_fed(pg_cluster: Any, tmp_path: Path) -> None:
     assert match is not None, out
     assert int(match[1]) >= 2
     assert match[1] == match[2]
+    assert f"pool: connections per node [('{pg_cluster.primary.name}', " in out
 
 
 def test_asyncio_service(pg_cluster: Any, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import time
 import pytest
 import sqlalchemy
 from connect_support import registered
-from pools_support import Workload
+from pools_support import Workload, kill_and_restart, share_on
 
 import clusterdb
 import clusterdb.sqlalchemy
@@ -55,20 +55,14 @@ def test_a_restarted_replica_regains_its_share_of_pooled_reads(pg_cluster: Postg
             with Workload(read, threads=POOL, pause=0.01) as work:
                 work.wait_successes(200)
                 on_victim = watch.counts.get(victim.name, 0)
-                killed = time.monotonic()
-                victim.kill()
-                time.sleep(1.5)
-                victim.start()
-                restarted = time.monotonic()
-                time.sleep(12.0)
+                killed, restarted = kill_and_restart(victim)
             reconnects = sum(1 for t in opened if t > killed)
         finally:
             engine.dispose()
         failed = [o for o in work.outcomes if not o.ok and o.at > killed]
         assert len(failed) <= on_victim, (on_victim, [o.error for o in failed[:3]])
-        reads = work.successes_between(restarted + 4.0, restarted + 12.0)
-        share = sum(1 for o in reads if o.node == victim.name) / max(1, len(reads))
-        assert share >= 0.30, (share, len(reads), watch.counts)
+        share, reads = share_on(work, victim.name, restarted + 4.0, restarted + 12.0)
+        assert share >= 0.30, (share, reads, watch.counts)
         assert reconnects <= 3 * POOL, reconnects
         assert watch.moved >= 1
 
