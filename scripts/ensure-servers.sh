@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the PostgreSQL and MariaDB server binaries used by clusterdb.testing are installed,
 # and MariaDB's regression suite (mariadb-test-data), read by the unit tests as SQL corpus.
-# Makes sure the PostgreSQL, MariaDB and Galera (galera-4) server binaries used by
-# clusterdb.testing are installed.
+# Makes sure the PostgreSQL, MariaDB, Galera (galera-4) and etcd (etcd-server, under
+# clusterdb.testing.PatroniCluster) server binaries used by clusterdb.testing are installed.
 #
 # Quiet when they are. When some are missing and we are root on Debian/Ubuntu, installs the
 # packages without letting them start (or restart) any system service; otherwise prints the
@@ -41,11 +41,17 @@ have_galera() {
     return 1
 }
 
+# etcd, the store Patroni runs over in clusterdb.testing.PatroniCluster.
+have_etcd() {
+    [ -x /usr/bin/etcd ] || command -v etcd
+} >/dev/null 2>&1
+
 missing=()
 have_postgres || missing+=(postgresql)
 have_mariadb || missing+=(mariadb-server)
 have_mariadb_suite || missing+=(mariadb-test-data)
 have_galera || missing+=(galera-4)
+have_etcd || missing+=(etcd-server)
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
 fi
@@ -54,7 +60,7 @@ install_cmd="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y
 
 if [ "$(id -u)" -ne 0 ] || [ ! -f /etc/debian_version ] || ! command -v apt-get >/dev/null; then
     {
-        echo "clusterdb's server tests need the PostgreSQL, MariaDB and Galera server binaries;"
+        echo "clusterdb's server tests need the PostgreSQL, MariaDB, Galera and etcd server binaries;"
         echo "missing: ${missing[*]}. Install them with:"
         echo
         echo "    sudo sh -c '$install_cmd'"
@@ -94,3 +100,4 @@ have_postgres || { echo "ensure-servers: PostgreSQL binaries still missing" >&2;
 have_mariadb || { echo "ensure-servers: MariaDB binaries still missing" >&2; exit 1; }
 have_mariadb_suite || { echo "ensure-servers: MariaDB test suite still missing" >&2; exit 1; }
 have_galera || { echo "ensure-servers: the Galera provider is still missing" >&2; exit 1; }
+have_etcd || { echo "ensure-servers: etcd is still missing" >&2; exit 1; }

@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from clusterdb.config.discovery import with_discovery
 from clusterdb.config.model import (
     ClusterConfig,
     ClusterOptions,
@@ -45,7 +46,7 @@ from clusterdb.config.schema import (
     kind,
     message_of,
 )
-from clusterdb.config.secrets import Secrets, add_password, secrets_kept_out
+from clusterdb.config.secrets import Secrets, add_password, secrets_kept_out, take_provider
 from clusterdb.config.sources import config_file, module_exists, read_config
 from clusterdb.core.dsn import looks_like_dsn, parse_dsn
 from clusterdb.errors import ConfigError
@@ -212,16 +213,25 @@ def _cluster(
     secrets: Secrets,
 ) -> ClusterConfig:
     """The cluster of ``own`` keys and driver ``params``."""
-    add_password(own, params, prefix, base, secrets)
+    provider = take_provider(own, params, prefix)
+    if provider is None:
+        add_password(own, params, prefix, base, secrets)
+    else:
+        secrets.collect(params)  # sslpassword and the like
     if isinstance(nodes, str | bytes) or not isinstance(nodes, Sequence):
         raise ConfigError(_NODES_SHAPE[source], join(prefix, "nodes"))
+    options = _build_options(own, prefix)
+    options = with_discovery(own, options, prefix)
     return ClusterConfig(
         name=name,
         driver=check_driver(driver, join(prefix, "driver")),
-        nodes=_build_nodes(source, nodes, prefix, base, secrets),
-        options=_build_options(own, prefix),
+        nodes=_build_nodes(
+            source, nodes, prefix, base, secrets, bool(options.patroni or options.dns)
+        ),
+        options=options,
         connect_kwargs=Kwargs(params),
         secrets=secrets.values(),
+        password_provider=provider,
     )
 
 
@@ -229,9 +239,15 @@ def _cluster(
 
 
 def _build_nodes(
-    source: Source, items: Sequence[object], prefix: str, base: Path | None, secrets: Secrets
+    source: Source,
+    items: Sequence[object],
+    prefix: str,
+    base: Path | None,
+    secrets: Secrets,
+    discovered: bool = False,
 ) -> tuple[NodeEntry, ...]:
-    if not items:
+    """The nodes of ``items``; none is allowed when they are ``discovered`` at run time."""
+    if not items and not discovered:
         raise ConfigError("no nodes: a cluster needs at least one node", join(prefix, "nodes"))
     entries: list[NodeEntry] = []
     seen: dict[str, int] = {}

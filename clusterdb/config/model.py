@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from clusterdb.config.schema import OPTIONS, check_option
@@ -14,7 +14,11 @@ from clusterdb.core.policies import Backoff, HedgePolicy, SelectionPolicy
 from clusterdb.core.redact import Redactor, is_secret_key
 from clusterdb.errors import ConfigError
 
-__all__ = ["ClusterConfig", "ClusterOptions", "Kwargs", "NodeEntry"]
+__all__ = ["ClusterConfig", "ClusterOptions", "Kwargs", "NodeEntry", "PasswordProvider"]
+
+PasswordProvider = Callable[[], "str | Awaitable[str]"]
+"""A callable giving the password for one new connection (an IAM token...); a coroutine
+function works for ``connect_async`` (and on worker threads, run to completion there)."""
 
 
 class Kwargs(Mapping[str, object]):
@@ -134,6 +138,11 @@ class ClusterOptions:
     """Galera (PyMySQL and asyncmy): every session clusterdb opens runs ``SET SESSION
     wsrep_sync_wait = 1`` first (PyMySQL's ``init_command``), so a read waits until the node
     has applied every write committed anywhere in the cluster before it began."""
+    patroni: tuple[str, ...] = ()
+    dns: tuple[str, ...] = ()
+    """DNS names re-resolved each heartbeat into the node list (:mod:`clusterdb.config.dns`)."""
+    """Patroni REST API URLs: the node list, and hints about roles, follow ``GET /cluster``
+    (:mod:`clusterdb.runtime.discovery`); empty: the node list is the config's."""
     selection: SelectionPolicy = field(default_factory=SelectionPolicy)
     hedge: HedgePolicy = field(default_factory=HedgePolicy)
     backoff: Backoff = field(default_factory=Backoff)
@@ -159,6 +168,9 @@ class ClusterConfig:
     """Keyword arguments for every driver connect() (user, dbname, password, ...)."""
     secrets: tuple[str, ...] = field(default=(), repr=False)
     """Every secret value seen (passwords), for the Redactor."""
+    password_provider: PasswordProvider | None = field(default=None, repr=False, compare=False)
+    """Called for each new connection's password (``password=callable`` or
+    ``password_provider = "module:name"``); its answers are secrets too."""
 
     def __repr__(self) -> str:
         kwargs = self.connect_kwargs

@@ -22,6 +22,7 @@ from clusterdb.errors import ConfigError
 __all__ = [
     "CLUSTER_DRIVER_KEYS",
     "CLUSTER_KEYS",
+    "DISCOVERY_KEYS",
     "NODE_KEYS",
     "NODE_OWN_KEYS",
     "OPTIONS",
@@ -30,6 +31,7 @@ __all__ = [
     "PASSWORD_KEYS",
     "PASSWORD_REFERENCES",
     "POLICY_TYPES",
+    "PROVIDER_KEY",
     "ROOT_KEYS",
     "Option",
     "Range",
@@ -130,10 +132,17 @@ POLICY_TYPES: Mapping[str, type] = {
 
 PASSWORD_REFERENCES = ("password_env", "password_file")
 """Keys naming where a password is (a variable, a file), not the password itself."""
-PASSWORD_KEYS = ("password", *PASSWORD_REFERENCES)
-"""The three ways to give a password, at most one per cluster or node."""
+PROVIDER_KEY = "password_provider"
+"""A cluster's key naming a password provider by import path (``"mypkg.tokens:get_token"``)."""
+PASSWORD_KEYS = ("password", *PASSWORD_REFERENCES, PROVIDER_KEY)
+"""The ways to give a password, at most one per cluster or node (a provider: cluster only)."""
 
-OPTION_KEYS: frozenset[str] = frozenset({*OPTIONS, "password_env", "password_file", *POLICY_TYPES})
+DISCOVERY_KEYS = ("patroni", "dns")
+"""Options naming where the node list comes from at run time (config/patroni.py)."""
+
+OPTION_KEYS: frozenset[str] = frozenset(
+    {*OPTIONS, "password_env", "password_file", PROVIDER_KEY, *DISCOVERY_KEYS, *POLICY_TYPES}
+)
 """clusterdb's own ``register()`` keywords; every other keyword goes to the driver's connect()."""
 
 ROOT_KEYS: frozenset[str] = frozenset({"clusters"})
@@ -141,7 +150,7 @@ ROOT_KEYS: frozenset[str] = frozenset({"clusters"})
 CLUSTER_DRIVER_KEYS = ("user", "dbname", "database", "password")
 """Strings of a ``[clusters.NAME]`` table that go to the driver's connect()."""
 CLUSTER_KEYS: frozenset[str] = frozenset(
-    {"driver", "nodes", "options", *CLUSTER_DRIVER_KEYS, *OPTIONS, *PASSWORD_KEYS}
+    {"driver", "nodes", "options", *CLUSTER_DRIVER_KEYS, *OPTIONS, *PASSWORD_KEYS, *DISCOVERY_KEYS}
 )
 """Keys of a ``[clusters.NAME]`` table."""
 NODE_OWN_KEYS: frozenset[str] = frozenset({"name", "host", "port", "dsn", *PASSWORD_REFERENCES})

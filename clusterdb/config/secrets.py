@@ -12,14 +12,21 @@ import contextlib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-from clusterdb.config.model import ClusterConfig, NodeEntry
-from clusterdb.config.schema import PASSWORD_REFERENCES, join, kind, message_of
-from clusterdb.config.sources import password_from_env, password_from_file
+from clusterdb.config.model import ClusterConfig, NodeEntry, PasswordProvider
+from clusterdb.config.schema import PASSWORD_REFERENCES, PROVIDER_KEY, join, kind, message_of
+from clusterdb.config.sources import password_from_env, password_from_file, provider_from_path
 from clusterdb.core.dsn import looks_like_dsn, parse_dsn
 from clusterdb.core.redact import Redactor, is_secret_key
 from clusterdb.errors import ConfigError
 
-__all__ = ["Secrets", "add_password", "entry_secrets", "known_secrets", "secrets_kept_out"]
+__all__ = [
+    "Secrets",
+    "add_password",
+    "entry_secrets",
+    "known_secrets",
+    "secrets_kept_out",
+    "take_provider",
+]
 
 
 class Secrets:
@@ -72,7 +79,7 @@ def _raw_values(data: object) -> Iterator[str]:
     """Every string under a secret-looking key anywhere in ``data`` (tables, lists, nodes)."""
     if isinstance(data, Mapping):
         for key, value in data.items():
-            if key in PASSWORD_REFERENCES:
+            if key in PASSWORD_REFERENCES or key == PROVIDER_KEY:
                 continue
             if isinstance(key, str) and is_secret_key(key) and isinstance(value, str):
                 yield value
@@ -121,6 +128,11 @@ def add_password(
         raise ConfigError(f"give only one of {', '.join(given)}", join(path, given[1]))
     if given == ["password"]:
         value = params["password"]
+        if callable(value):
+            raise ConfigError(
+                "a callable password (a provider) is taken for the whole cluster only",
+                join(path, "password"),
+            )
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"must be a string, not {kind(value)}", join(path, "password"))
     elif given == ["password_env"]:
@@ -129,3 +141,28 @@ def add_password(
         file = own["password_file"]
         params["password"] = password_from_file(file, join(path, "password_file"), base)
     secrets.collect(params)
+
+
+def take_provider(
+    own: Mapping[str, object], params: dict[str, object], path: str
+) -> PasswordProvider | None:
+    """The cluster's password provider: a callable ``password`` (taken out of the driver
+    keywords ``params``) or the callable named by ``password_provider`` in ``own``; None when
+    the password, if any, is a plain value.
+
+    A provider excludes every other way to give the cluster's password.
+    """
+    value = params.get("password")
+    spec = own.get(PROVIDER_KEY)
+    if not callable(value) and spec is None:
+        return None
+    given = [k for k in ("password", *PASSWORD_REFERENCES) if k in params or own.get(k)]
+    if spec is not None and given:
+        raise ConfigError(f"give only one of {given[0]}, {PROVIDER_KEY}", join(path, PROVIDER_KEY))
+    if spec is None:
+        others = [k for k in PASSWORD_REFERENCES if own.get(k) is not None]
+        if others:
+            raise ConfigError(f"give only one of password, {others[0]}", join(path, others[0]))
+        del params["password"]
+        return value  # type: ignore[return-value]  # callable() checked it
+    return provider_from_path(spec, join(path, PROVIDER_KEY))

@@ -7,10 +7,13 @@ rest testable without a file system and shows in one place what a config can tou
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 from clusterdb.config.schema import check_str
 from clusterdb.errors import ConfigError
@@ -21,6 +24,7 @@ __all__ = [
     "module_exists",
     "password_from_env",
     "password_from_file",
+    "provider_from_path",
     "read_config",
 ]
 
@@ -94,3 +98,26 @@ def password_from_file(name: object, path: str, base: Path | None) -> str:
 def module_exists(name: str) -> bool:
     """True when the top-level package of module ``name`` can be imported (not importing it)."""
     return importlib.util.find_spec(name.split(".")[0]) is not None
+
+
+def provider_from_path(spec: object, path: str) -> Callable[[], Any]:
+    """The callable named by ``spec``, ``"package.module:name"`` (or ``"package.module.name"``;
+    the name may be dotted: ``"mod:Class.method"``), imported now: a password provider."""
+    text = check_str(spec, path).strip()
+    module_name, sep, attr = text.partition(":")
+    if not sep:
+        module_name, _, attr = text.rpartition(".")
+    if not module_name or not attr:
+        raise ConfigError(f"must name a callable as 'module:name', got {text!r}", path)
+    try:
+        found: object = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ConfigError(f"cannot import {module_name!r}: {type(exc).__name__}", path) from None
+    for part in attr.split("."):
+        try:
+            found = getattr(found, part)
+        except AttributeError:
+            raise ConfigError(f"{module_name!r} has no {attr!r}", path) from None
+    if not callable(found):
+        raise ConfigError(f"{text!r} is not callable", path)
+    return cast("Callable[[], Any]", found)  # callable() checked it

@@ -21,6 +21,7 @@ from clusterdb.core.redact import Redactor
 from clusterdb.core.roles import role_fits, role_is_fallback, wrong_role
 from clusterdb.runtime import process
 from clusterdb.runtime.cluster import Cluster
+from clusterdb.runtime.credentials import fresh
 from clusterdb.runtime.pooled import tag
 
 __all__ = ["Attempts", "Result"]
@@ -168,9 +169,11 @@ class Attempts:
             self.cluster.adapter.close_quietly(conn)
 
     def failed(self, index: int, node: str, exc: BaseException) -> None:
-        line = self.redactor.one_line(exc)
-        self.cluster.record_failure(node, exc, line)
-        error = safe_error(self.redactor, exc, line, self.cluster.adapter.operational_error)
+        cluster = self.cluster
+        redactor = fresh(self.redactor, cluster.redactor, cluster.credentials)
+        line = redactor.one_line(exc)
+        cluster.record_failure(node, exc, line)
+        error = safe_error(redactor, exc, line, cluster.adapter.operational_error)
         self.results.put(Result(index, None, error, line, False))
         self._primary_missed()
 

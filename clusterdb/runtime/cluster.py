@@ -15,8 +15,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from clusterdb.config import ClusterConfig, ClusterOptions
 from clusterdb.core.causal_rules import Avoid, without
@@ -25,13 +24,14 @@ from clusterdb.core.events import Event
 from clusterdb.core.node_state import NodeRecord
 from clusterdb.core.ranking_cache import RankingCache
 from clusterdb.core.rebalance import first_on
-from clusterdb.core.redact import Redactor, is_secret_key
 from clusterdb.core.roles import preferred_writer
 from clusterdb.core.selection import Plan, Ranking, rank
 from clusterdb.drivers import ConnectArgs, DriverAdapter, get_adapter
 from clusterdb.drivers.bind import bind_nodes
 from clusterdb.errors import OperationalError
 from clusterdb.runtime.counts import Counts
+from clusterdb.runtime.credentials import Redacting
+from clusterdb.runtime.discovery import Discovering
 from clusterdb.runtime.locked import Locked
 from clusterdb.runtime.log import log_connected, log_failed, log_hedging
 from clusterdb.runtime.membership import Membership, Watcher, new_record
@@ -45,7 +45,7 @@ __all__ = ["Cluster", "Watcher"]
 log = logging.getLogger("clusterdb")
 
 
-class Cluster(Membership, Counts):
+class Cluster(Membership, Counts, Redacting, Discovering):
     """One registered cluster: what connect(), stats and the monitor work on. Its node list
     can change while it serves (:class:`~clusterdb.runtime.membership.Membership`).
 
@@ -62,7 +62,7 @@ class Cluster(Membership, Counts):
         self.config = config
         self.name = config.name
         self.adapter = adapter if adapter is not None else get_adapter(config.driver)
-        self.redactor = Redactor(config.secrets)
+        self._start_redacting()  # the redactor, and the password provider if any
         if targets is None:
             targets = bind_nodes(config, self.adapter)
         selection = config.options.selection
@@ -87,6 +87,7 @@ class Cluster(Membership, Counts):
         # Pools: the tag each connection carries, per node; retired by close().
         self.tags = node_tags(self)
         self.retired = False
+        self._start_discovery()  # Patroni's node list (a first poll when the config has none)
 
     def __repr__(self) -> str:
         nodes = ", ".join(self._nodes)
@@ -110,11 +111,6 @@ class Cluster(Membership, Counts):
             raise OperationalError(
                 f"node {node!r} was removed from cluster {self.name!r}; not tried"
             ) from None
-
-    def redactor_for(self, overrides: Mapping[str, Any]) -> Redactor:
-        """The cluster's redactor, plus any secret passed as a connect() override."""
-        extra = [v for k, v in overrides.items() if isinstance(v, str) and is_secret_key(k)]
-        return self.redactor.with_secrets(extra) if extra else self.redactor
 
     # -- decisions --
 
@@ -353,7 +349,8 @@ class Cluster(Membership, Counts):
         record, target = self._nodes.get(node), self._targets.get(node)
         if record is None or target is None:
             return True
-        outcome = probe_once(self.adapter, target, self.options.connect_timeout)
+        timeout = self.options.connect_timeout
+        outcome = probe_once(self.adapter, target, timeout, self.credentials)
         self.record_probe(node, outcome, record)
         return outcome.ok
 
@@ -376,6 +373,7 @@ class Cluster(Membership, Counts):
         """In a forked child: the parent's attempt threads and lock holders do not exist."""
         self._lock = threading.Lock()
         self._membership = threading.Lock()
+        self._redaction = threading.Lock()
         self._locked = Locked(self.name, self._lock, self._fold, self._rankings)
         self._rng = random.Random()
         self._stale = {}

@@ -12,7 +12,7 @@ hostname run on a worker from the start (a resolver lookup cannot be paused).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from time import monotonic
 from typing import Any
 
@@ -48,6 +48,7 @@ def connect(
         cluster, wanted, overrides, adapter.operational_error, adapter.role_is_free, prefer, avoid
     )
     begun: Begun | None = None
+    credentials = cluster.credentials  # a password provider, asked once per attempt
     try:
         if adapter.starts_inline and not chosen.race:
             # The first attempt, in this thread. When it connects to a node of known role,
@@ -69,7 +70,8 @@ def connect(
             begun = Begun(conn, began)
 
         def attempt(node: str, remaining: float) -> Any:
-            return adapter.connect(cluster.target(node), overrides, remaining)
+            given = overrides if credentials is None else credentials.overrides(overrides)
+            return adapter.connect(cluster.target(node), given, remaining)
 
         conn = race(
             cluster,
@@ -112,9 +114,13 @@ def _settled_here(
     return True, role
 
 
-def _start(cluster: Cluster, node: str, *args: Any) -> Any:
-    """``adapter.start()`` on ``node``'s driver arguments."""
-    return cluster.adapter.start(cluster.target(node), *args)
+def _start(cluster: Cluster, node: str, overrides: Mapping[str, Any], *args: Any) -> Any:
+    """``adapter.start()`` on ``node``'s driver arguments, with a fresh password when the
+    cluster has a provider."""
+    credentials = cluster.credentials
+    if credentials is not None:
+        overrides = credentials.overrides(overrides)
+    return cluster.adapter.start(cluster.target(node), overrides, *args)
 
 
 def begin_here(

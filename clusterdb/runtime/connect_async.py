@@ -10,7 +10,7 @@ and hedged (:mod:`clusterdb.runtime.race_async`).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from time import monotonic
 from typing import Any
 
@@ -79,10 +79,16 @@ async def connect_async(
     return bound(adapter, conn, query_timeout)
 
 
-async def _start(cluster: Cluster, adapter: AsyncAdapter, node: str, *args: Any) -> Any:
+async def _start(
+    cluster: Cluster, adapter: AsyncAdapter, node: str, overrides: Mapping[str, Any], *args: Any
+) -> Any:
     """``adapter.start()`` on ``node``'s driver arguments (a node removed since the plan
-    fails at ``target()``, for the race to go on)."""
-    return await adapter.start(cluster.target(node), *args)
+    fails at ``target()``, for the race to go on), with a fresh password when the cluster has
+    a provider."""
+    credentials = cluster.credentials
+    if credentials is not None:
+        overrides = await credentials.overrides_async(overrides)
+    return await adapter.start(cluster.target(node), overrides, *args)
 
 
 async def _begun_here(cluster: Cluster, node: str, start: Awaitable[Any]) -> Any:

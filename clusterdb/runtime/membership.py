@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from clusterdb.config import ClusterConfig, NodeEntry, entry_secrets, with_node
@@ -78,6 +78,9 @@ class Membership:
     _membership: threading.Lock
     _watched_by: Watcher | None
 
+    refresh_redactor: Callable[[], None]  # Redacting's
+    _start_discovery: Callable[[], None]  # Discovering's
+
     # -- drain --
 
     def drain(self, node: str) -> None:
@@ -114,15 +117,21 @@ class Membership:
     def reconfigure(self, config: ClusterConfig) -> MembershipChange:
         """Take ``config`` (same name and driver: a file read again) as this cluster's:
         its options at once, its nodes as :meth:`set_nodes` does (a node whose driver
-        arguments change with the cluster-wide settings counts as changed)."""
+        arguments change with the cluster-wide settings counts as changed); a cluster whose
+        nodes are discovered keeps its current list, and its source is built afresh."""
         if config.name != self.name or config.driver != self.config.driver:
             raise InterfaceError(
                 f"cluster {self.name!r}: only a config of the same name and driver can be "
                 "applied in place; register() it to replace the cluster"
             )
+        o = config.options
+        if o.patroni or o.dns:  # the node list is discovery's: keep it, poll the new source
+            config = dataclasses.replace(config, nodes=self.config.nodes)
         with self._membership:
             secrets = (*self.config.secrets, *config.secrets)
-            return self._change(dataclasses.replace(config, secrets=secrets))
+            change = self._change(dataclasses.replace(config, secrets=secrets))
+        self._start_discovery()
+        return change
 
     def add_node(self, spec: object) -> str:
         """Add one node (``spec``: what register()'s ``nodes=`` takes for one node), last in
@@ -205,6 +214,6 @@ class Membership:
             self._nodes, self._targets, self.tags = records, targets, tags
             self.config = config
             self._single_writer = o.single_writer
-            self.redactor = Redactor(config.secrets)
+            self.refresh_redactor()  # the config's secrets and the provider's answers
             self._rankings.floor = o.selection.window_ms / 4 / 1000.0
             self._rankings.invalidate()

@@ -30,6 +30,8 @@ log = logging.getLogger("clusterdb")
 # (or a clock jump) cannot leave the monitor asleep for long.
 _MAX_SLEEP = 30.0
 _RECHECK = RecheckPolicy()
+DISCOVER = "\x00discover"
+"""The key of a cluster's discovery poll among its nodes' probes (no node has this name)."""
 
 
 class Probed(Protocol):
@@ -74,6 +76,8 @@ class Monitor:
         self._again: dict[tuple[int, str], float] = {}
         self._thread: threading.Thread | None = None
         self._stopping = False
+        # Clusters whose node list comes from discovery: when each polls next.
+        self._discovery: weakref.WeakKeyDictionary[Probed, float] = weakref.WeakKeyDictionary()
 
     # -- called by clusters (cheap: a lock and a dict lookup) --
 
@@ -85,6 +89,8 @@ class Monitor:
             new = cluster not in self._schedules
             if new:
                 self._schedules[cluster] = {}
+                if getattr(cluster, "discovery", None) is not None:
+                    self._discovery[cluster] = self._clock()
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="clusterdb-monitor", daemon=True
@@ -97,6 +103,7 @@ class Monitor:
         with self._lock:
             self._schedules.pop(cluster, None)
             self._rechecks.pop(cluster, None)
+            self._discovery.pop(cluster, None)
 
     def node_failed(self, cluster: Probed, node: str) -> None:
         """A connect() found ``node`` failing: put it on the backoff schedule now."""
@@ -134,10 +141,16 @@ class Monitor:
                 return
             gate = self._rechecks.get(cluster, RecheckGate())
             due, self._rechecks[cluster] = gate.request(now, _RECHECK)
-            for name in cluster.node_names:
+            for name in (
+                (*cluster.node_names, DISCOVER)
+                if cluster in self._discovery
+                else cluster.node_names
+            ):
                 key = (id(cluster), name)
                 if key in self._in_flight:
                     self._again[key] = min(due, self._again.get(key, due))
+                elif name == DISCOVER:
+                    self._discovery[cluster] = min(due, self._discovery[cluster])
                 else:
                     nodes[name] = (nodes.get(name) or ProbeSchedule.first(now)).no_later_than(due)
         self._wake.set()
@@ -176,7 +189,11 @@ class Monitor:
         cluster stays referenced from the sleeping thread."""
         due, sleep = self._collect_due(now)
         for cluster, node in due:
-            self._spawn(self._probe, cluster, node, name=f"clusterdb-probe-{cluster.name}-{node}")
+            if node == DISCOVER:
+                self._spawn(self._discover, cluster, name=f"clusterdb-discover-{cluster.name}")
+            else:
+                name = f"clusterdb-probe-{cluster.name}-{node}"
+                self._spawn(self._probe, cluster, node, name=name)
         return sleep
 
     def _collect_due(self, now: float) -> tuple[list[tuple[Probed, str]], float]:
@@ -195,7 +212,33 @@ class Monitor:
                         due.append((cluster, name))
                     else:
                         next_at = min(next_at, schedule.due_at)
+            for cluster, at in list(self._discovery.items()):
+                key = (id(cluster), DISCOVER)
+                if key in self._in_flight:
+                    continue
+                if at <= now:
+                    self._in_flight.add(key)
+                    due.append((cluster, DISCOVER))
+                else:
+                    next_at = min(next_at, at)
         return due, max(0.0, next_at - now)
+
+    def _discover(self, cluster: Probed) -> None:
+        """Poll ``cluster``'s discovery source; the next poll a heartbeat later, or sooner
+        when a check was asked for meanwhile."""
+        try:
+            cluster.discover()  # type: ignore[attr-defined]  # only clusters with discovery
+        except Exception:  # a bug in discovery must not kill the monitor's bookkeeping
+            log.exception("clusterdb: discovery of %s raised", cluster.name)
+        now = self._clock()
+        with self._lock:
+            key = (id(cluster), DISCOVER)
+            self._in_flight.discard(key)
+            again = self._again.pop(key, None)
+            if cluster in self._discovery:
+                at = now + cluster.options.heartbeat
+                self._discovery[cluster] = at if again is None else min(at, max(now, again))
+        self._wake.set()
 
     def _probe(self, cluster: Probed, node: str) -> None:
         try:

@@ -14,16 +14,24 @@ import time
 
 from clusterdb.core.node_state import ProbeOutcome
 from clusterdb.drivers import ConnectArgs, DriverAdapter
+from clusterdb.runtime.credentials import Credentials
 
 __all__ = ["ProbeOutcome", "probe_once"]
 
 
-def probe_once(adapter: DriverAdapter, target: ConnectArgs, timeout: float) -> ProbeOutcome:
+def probe_once(
+    adapter: DriverAdapter,
+    target: ConnectArgs,
+    timeout: float,
+    credentials: Credentials | None = None,
+) -> ProbeOutcome:
     """Probe the node at ``target`` now, each step bounded by ``timeout`` s; never raises
-    (an ``Exception`` becomes the outcome's ``error``)."""
+    (an ``Exception`` becomes the outcome's ``error``). ``credentials``: the cluster's
+    password provider, asked for this connection's password."""
     started = time.monotonic()
     try:
-        conn = adapter.connect(target, {}, timeout)
+        overrides = {} if credentials is None else credentials.overrides({})
+        conn = adapter.connect(target, overrides, timeout)
     except Exception as exc:
         return ProbeOutcome(False, error=exc)
     connected = time.monotonic()

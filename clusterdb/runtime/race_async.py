@@ -39,6 +39,7 @@ from clusterdb.core.roles import role_fits, role_is_fallback, wrong_role
 from clusterdb.core.selection import Plan
 from clusterdb.drivers.asyncio_base import AsyncAdapter, AsyncPending
 from clusterdb.runtime.cluster import Cluster
+from clusterdb.runtime.credentials import fresh
 from clusterdb.runtime.pooled import tag
 
 __all__ = ["race_async"]
@@ -309,7 +310,10 @@ class _AsyncRace:
         try:
             remaining = self.course.deadline + _GRACE - monotonic()
             if begun is None:
-                conn = await adapter.connect(self.cluster.target(node), self.overrides, remaining)
+                overrides = self.overrides
+                if self.cluster.credentials is not None:
+                    overrides = await self.cluster.credentials.overrides_async(overrides)
+                conn = await adapter.connect(self.cluster.target(node), overrides, remaining)
             elif isinstance(begun, AsyncPending):
                 conn = await begun.finish(remaining)
             elif isinstance(begun, Exception):
@@ -374,9 +378,11 @@ class _AsyncRace:
 
     def _failed(self, index: int, node: str, exc: BaseException) -> None:
         self.unsettled.discard(index)
-        line = self.redactor.one_line(exc)
-        self.cluster.record_failure(node, exc, line)
-        error = safe_error(self.redactor, exc, line, self.adapter.operational_error)
+        cluster = self.cluster
+        redactor = fresh(self.redactor, cluster.redactor, cluster.credentials)
+        line = redactor.one_line(exc)
+        cluster.record_failure(node, exc, line)
+        error = safe_error(redactor, exc, line, self.adapter.operational_error)
         self._post((index, None, error, line, False))
         self._primary_missed()
 

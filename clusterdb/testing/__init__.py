@@ -1,4 +1,4 @@
-"""Real local PostgreSQL, MariaDB and MariaDB Galera clusters with faults on command, for tests.
+"""Real local PostgreSQL, MariaDB, Galera and Patroni clusters with faults on command, for tests.
 
 ::
 
@@ -17,6 +17,7 @@ from clusterdb.testing.cluster import Cluster, TestNode
 from clusterdb.testing.errors import HarnessError
 from clusterdb.testing.galera import GaleraCluster
 from clusterdb.testing.mariadb import MariaDBCluster
+from clusterdb.testing.patroni import PatroniCluster
 from clusterdb.testing.postgres import PostgresCluster
 from clusterdb.testing.proxy import Proxy
 
@@ -25,6 +26,7 @@ __all__ = [
     "GaleraCluster",
     "HarnessError",
     "MariaDBCluster",
+    "PatroniCluster",
     "PostgresCluster",
     "Proxy",
     "TestNode",

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import IO, Protocol
+from typing import IO, Protocol, Self
 
 PREFIX = "clusterdb-test-"
 TMPDIR_ENV = "CLUSTERDB_TEST_TMPDIR"
@@ -158,6 +158,23 @@ def janitor() -> _Janitor:
 
 class Stoppable(Protocol):
     def _emergency_stop(self) -> None: ...
+
+
+class StartStop:
+    """``with cluster:`` starts it and stops it, whatever happens inside."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 _live: set[Stoppable] = set()

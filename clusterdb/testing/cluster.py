@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from clusterdb.testing import cleanup
 from clusterdb.testing.errors import HarnessError
@@ -26,7 +26,7 @@ from clusterdb.testing.servers import Servers
 __all__ = ["Cluster", "TestNode"]
 
 
-class Cluster(Servers):
+class Cluster(Servers, cleanup.StartStop):
     """A primary and ``replicas`` replicas on loopback, each behind a :class:`Proxy`.
 
     ``user``/``password``/``dbname`` are the application's account, ``admin_user``/
@@ -52,13 +52,6 @@ class Cluster(Servers):
     def __repr__(self) -> str:
         state = "started" if self._started else "not started"
         return f"{type(self).__name__}(replicas={self.replica_count}, {state}, nodes={self.nodes})"
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # Topology
 

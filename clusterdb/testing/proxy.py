@@ -224,7 +224,9 @@ class Proxy:
     restarted on another port keeps its proxy port).
     """
 
-    def __init__(self, upstream_host: str, upstream_port: int, *, port: int = 0) -> None:
+    def __init__(
+        self, upstream_host: str, upstream_port: int, *, port: int = 0, host: str = "127.0.0.1"
+    ) -> None:
         self.upstream_host = upstream_host
         self.upstream_port = upstream_port
         self._loop = _Loop.get()
@@ -234,7 +236,7 @@ class Proxy:
         self._listening = False
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", port))
+        self._sock.bind((host, port))  # another 127.0.0.x: a distinct address (DNS tests)
         self._sock.setblocking(False)
         self.port: int = self._sock.getsockname()[1]
         self._closed = False

@@ -7,6 +7,8 @@
   every test.
 * ``make_pg_cluster(replicas=N)`` / ``make_mariadb_cluster(replicas=N)`` /
   ``make_galera_cluster(nodes=N)``: other shapes, all stopped at the end of the test.
+* ``patroni_cluster``: a fresh 3-member Patroni cluster over etcd per test (its faults change
+  the cluster for good); ``make_patroni_cluster(members=N)`` for other sizes.
 
 Missing server binaries make these fixtures error with the command to install them; they
 never skip.
@@ -22,6 +24,7 @@ import pytest
 from clusterdb.testing.cluster import Cluster
 from clusterdb.testing.galera import GaleraCluster
 from clusterdb.testing.mariadb import MariaDBCluster
+from clusterdb.testing.patroni import PatroniCluster
 from clusterdb.testing.postgres import PostgresCluster
 
 _C = TypeVar("_C", bound=Cluster)
@@ -118,3 +121,27 @@ def galera_cluster(galera_cluster_session: GaleraCluster) -> Iterator[GaleraClus
 def make_galera_cluster() -> Iterator[Callable[..., GaleraCluster]]:
     """``make_galera_cluster(nodes=N)`` starts a Galera cluster stopped after the test."""
     yield from _factory(GaleraCluster)
+
+
+@pytest.fixture
+def patroni_cluster() -> Iterator[PatroniCluster]:
+    """A fresh Patroni cluster of three members over its own etcd, stopped after the test."""
+    with PatroniCluster(members=3) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def make_patroni_cluster() -> Iterator[Callable[..., PatroniCluster]]:
+    """``make_patroni_cluster(members=N)`` starts a Patroni cluster stopped after the test."""
+    made: list[PatroniCluster] = []
+
+    def make(members: int = 3) -> PatroniCluster:
+        made.append(PatroniCluster(members=members))
+        made[-1].start()
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        for cluster in made:
+            cluster.stop()
