@@ -23,6 +23,7 @@ from clusterdb.config import ClusterConfig, ClusterOptions
 from clusterdb.core.description import ClusterDescription, Role, WantedRole
 from clusterdb.core.events import Event
 from clusterdb.core.node_state import NodeRecord
+from clusterdb.core.race_course import HedgeLedger
 from clusterdb.core.ranking_cache import RankingCache
 from clusterdb.core.rebalance import first_on
 from clusterdb.core.redact import Redactor, is_secret_key
@@ -85,6 +86,7 @@ class Cluster:
         self._connects = self._failures = 0  # connect() calls that returned, that raised
         self._watched_by: Watcher | None = None
         self._in_flight = 0  # attempts pending on every node, queued ones included
+        self.hedges = HedgeLedger()  # connects and hedges in flight; under the lock
         # The floor: a quarter of the latency window's absolute part (docs/design/state.md).
         self._rankings = RankingCache(floor=selection.window_ms / 4 / 1000.0)
         # (node, latency, monotonic, wall) of connections returned whose bookkeeping waits
@@ -157,6 +159,7 @@ class Cluster:
             for name in first:
                 self._nodes[name].pending += 1
             self._in_flight += len(first)
+            self.hedges.connecting += 1  # until its outcome is recorded
         return chosen, desc
 
     def _rank(self, wanted: WantedRole, now: float) -> tuple[ClusterDescription, Ranking]:
@@ -175,11 +178,21 @@ class Cluster:
 
     # -- attempts (counters only: no transition, so the plain lock) --
 
-    def attempt_started(self, node: str) -> None:
-        """A hedge or a failure started one more attempt on ``node``."""
+    def attempt_started(self, node: str, hedge: bool = False) -> bool:
+        """A failure (``hedge``: a silent node, if the hedge budget allows) starts one more
+        attempt on ``node``; whether it does."""
         with self._lock:
+            if hedge and not self.hedges.try_hedge():
+                return False
             self._nodes[node].pending += 1
             self._in_flight += 1
+        return True
+
+    def race_ended(self, hedges: int) -> None:
+        """A race that started ``hedges`` hedges is over: they leave the budget."""
+        if hedges:
+            with self._lock:
+                self.hedges.hedging -= hedges
 
     def attempt_abandoned(self, node: str) -> None:
         """An attempt on ``node`` in the calling thread was interrupted (KeyboardInterrupt...):
@@ -203,6 +216,7 @@ class Cluster:
     def record_outcome(self, ok: bool) -> None:
         """One connect() returned a connection (``ok``) or raised."""
         with self._lock:
+            self.hedges.connecting -= 1
             if ok:
                 self._connects += 1
             else:
@@ -221,6 +235,7 @@ class Cluster:
         with self._locked as s:
             if returned:
                 self._connects += 1
+                self.hedges.connecting -= 1
             s.apply(self._ended(node).on_connected(latency, role, now, wall, discarded))
 
     def record_returned(self, node: str, latency: float, role: Role | None) -> None:
@@ -251,6 +266,7 @@ class Cluster:
         while outbox:
             n, latency, now, wall = outbox.popleft()
             self._connects += 1
+            self.hedges.connecting -= 1
             n.pending -= 1
             self._in_flight -= 1
             if n.on_returned(latency, now, wall):
@@ -378,5 +394,6 @@ class Cluster:
         self._rng = random.Random()
         self._fold()  # the parent's returned connections, counted as the parent counted them
         self._in_flight = 0
+        self.hedges = HedgeLedger(self.hedges.budget)
         for n in self._nodes.values():
             n.pending = 0
