@@ -182,21 +182,24 @@ class PoolWatch:
     def on_checkout(
         self, dbapi_connection: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection
     ) -> None:
-        tag = pooled.tag_of(dbapi_connection)
+        tag = getattr(dbapi_connection, pooled.ATTRIBUTE, None) or pooled.tag_of(dbapi_connection)
         if tag is None:
             return
-        if tag.cluster.retired or tag.node not in tag.fitness.assessment(self.role).fit:
+        if tag.node not in tag.fitness.assessment(self.role).fit or tag.cluster.retired:
             self.refused += 1
             ref = pooled.node_of(dbapi_connection)
             raise DisconnectionError(f"clusterdb: {ref} no longer fits role {self.role}")
 
     def on_checkin(self, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-        tag = None if dbapi_connection is None else pooled.tag_of(dbapi_connection)
-        if tag is None:
+        # The attribute first: tag_of() costs a call, and this runs at every checkin.
+        tag = getattr(dbapi_connection, pooled.ATTRIBUTE, None)
+        if tag is None and (
+            dbapi_connection is None or (tag := pooled.tag_of(dbapi_connection)) is None
+        ):
             return
         now = self._clock()
         found = tag.fitness.assessment(self.role, now)
-        if tag.cluster.retired or tag.node not in found.fit:
+        if tag.node not in found.fit or tag.cluster.retired:
             record.invalidate()  # idle here: no need to wait for its next checkout
             return
         if self._balance.settled(found):  # read without the lock: at worst a move waits

@@ -307,9 +307,10 @@ class Cluster:
             watcher.request_check(self)
 
     @property
-    def epoch(self) -> int:
-        """Changes whenever a kept ranking may no longer hold (read without the lock)."""
-        return self._rankings.epoch
+    def rankings(self) -> RankingCache:
+        """The kept rankings; their ``epoch`` changes whenever one may no longer hold (read
+        without the lock: pools' checks do, at every checkout)."""
+        return self._rankings
 
     def record_hedge(self, node: str, elapsed: float) -> None:
         """``node`` has not answered after ``elapsed`` s: rank it down now, not at its timeout."""
