@@ -183,12 +183,12 @@ def _plan_ops(n: int) -> tuple[Callable[[], object], Callable[[], object]]:
     desc = description(n)
     rng = random.Random(7)
     cache = RankingCache()
-    cache.store("any", selection.rank(desc).with_plans(), desc, 0.0)
+    cache.store("any", selection.rank(desc), desc, 0.0)
 
     def per_connect() -> object:
         kept = cache.get("any", 0.5)
         assert kept is not None
-        return kept[2].draw(rng)
+        return cache.reuse("any", kept).draw(rng)
 
     def anew() -> object:
         return selection.plan(desc, "any", rng=rng)

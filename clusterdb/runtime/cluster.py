@@ -151,7 +151,7 @@ class Cluster:
                 self._fold()
                 desc, ranking = self._rank(wanted, now)
             else:
-                _, _, ranking, desc = kept
+                ranking, desc = self._rankings.reuse(wanted, kept), kept[3]
             chosen = ranking.draw(self._rng)
             if prefer is not None:
                 chosen = first_on(chosen, prefer)
@@ -170,8 +170,7 @@ class Cluster:
             desc, wanted, max_lag=o.max_lag, selection=o.selection, hedge=o.hedge, now=now
         )
         if not self._in_flight:  # pending attempts weigh in a ranking: not one to keep
-            ranking = ranking.with_plans()  # cheaper draws for as long as it is kept
-            self._rankings.store(wanted, ranking, desc, now)
+            self._rankings.store(wanted, ranking, desc, now)  # worked out if kept long
             for d in desc.nodes:
                 self._nodes[d.name].keep = self._rankings.band(d.latency)
         return desc, ranking
