@@ -35,10 +35,14 @@ class HedgeBudget:
     flight. A hedge pays when one node is silent; when every connect is slow at once (a burst
     on a busy machine), hedges are spare server connections that make it slower still. The
     budget (gRPC's hedging throttle and Finagle's retry budget in spirit: a share of the
-    traffic, plus a floor) keeps a burst of 200 connects from opening 600 attempts, while a
-    lone connect may still hedge past two silent nodes at once. A hedge refused is asked
-    again one hedge delay later (:meth:`RaceCourse.deferred`); failures start the next node
-    whatever the budget.
+    traffic, plus a floor) keeps a burst of 200 connects from opening 600 attempts.
+
+    A connect holds at most one unit: its first hedge takes it, and its later hedges (past a
+    node silent too) need no other, so a connect that holds one always walks its plan and
+    gives the unit back when it ends: hedges stuck on hung nodes cannot starve the others.
+    ``hedging`` therefore counts connects that hedged. A hedge refused is asked again one
+    hedge delay later (:meth:`RaceCourse.deferred`); failures start the next node whatever
+    the budget.
     """
 
     ratio: float = 0.1
@@ -103,8 +107,8 @@ class RaceCourse:
         self.next_hedge = began + self.delays[0] if self.started < len(self.nodes) else _NEVER
         self.use_fallback_at = _NEVER
         self.hedges = 0
-        """Hedges started (each counted in the cluster's :class:`HedgeLedger` until the race
-        ends)."""
+        """Hedges started; the first takes a unit of the cluster's :class:`HedgeBudget`
+        until the race ends (:attr:`needs_budget`)."""
         self.held: int | None = None
         """Plan index of the ``prefer-replica`` primary held aside, if any."""
         self.errors: dict[str, tuple[BaseException, str]] = {}
@@ -160,6 +164,11 @@ class RaceCourse:
         if self.started == len(self.nodes):
             return "give_up" if self.outstanding == 0 else "wait"
         return "start"
+
+    @property
+    def needs_budget(self) -> bool:
+        """Whether a hedge now would take a unit of the hedge budget (the race's first)."""
+        return self.hedges == 0
 
     @property
     def following(self) -> str:

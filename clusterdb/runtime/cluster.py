@@ -178,8 +178,8 @@ class Cluster:
     # -- attempts (counters only: no transition, so the plain lock) --
 
     def attempt_started(self, node: str, hedge: bool = False) -> bool:
-        """A failure (``hedge``: a silent node, if the hedge budget allows) starts one more
-        attempt on ``node``; whether it does."""
+        """A failure (``hedge``: a silent node, if the hedge budget has a unit for this
+        connect's first hedge) starts one more attempt on ``node``; whether it does."""
         with self._lock:
             if hedge and not self.hedges.try_hedge():
                 return False
@@ -187,11 +187,11 @@ class Cluster:
             self._in_flight += 1
         return True
 
-    def race_ended(self, hedges: int) -> None:
-        """A race that started ``hedges`` hedges is over: they leave the budget."""
-        if hedges:
+    def race_ended(self, hedged: bool) -> None:
+        """A race is over: when it ``hedged``, its unit of the hedge budget is free again."""
+        if hedged:
             with self._lock:
-                self.hedges.hedging -= hedges
+                self.hedges.hedging -= 1
 
     def attempt_abandoned(self, node: str) -> None:
         """An attempt on ``node`` in the calling thread was interrupted (KeyboardInterrupt...):

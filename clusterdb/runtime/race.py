@@ -108,7 +108,7 @@ class _Race:
             self._abandon()  # a no-op after giving up: the race is abandoned already
             raise
         finally:
-            self.cluster.race_ended(self.course.hedges)
+            self.cluster.race_ended(not self.course.needs_budget)
 
     def _run(self, begun: Begun | None) -> Any:
         course = self.course
@@ -173,7 +173,7 @@ class _Race:
         """Start the next node, after a failure or as a hedge the budget allows."""
         course, now = self.course, monotonic()
         node = course.following
-        if not self.cluster.attempt_started(node, hedge):
+        if not self.cluster.attempt_started(node, hedge and course.needs_budget):
             course.deferred(now)
             return
         index = course.start_next(now, hedge)

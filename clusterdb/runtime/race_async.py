@@ -141,7 +141,7 @@ class _AsyncRace:
                 await self._abandon()
             raise
         finally:
-            self.cluster.race_ended(self.course.hedges)
+            self.cluster.race_ended(not self.course.needs_budget)
 
     async def _run(self, begun: tuple[Any, float] | None) -> Any:
         course = self.course
@@ -186,7 +186,9 @@ class _AsyncRace:
                 return await self._give_up()
             if step != "wait":  # start the next node as well, a hedge if the budget allows
                 hedge = step == "hedge"
-                if not self.cluster.attempt_started(course.following, hedge):
+                if not self.cluster.attempt_started(
+                    course.following, hedge and course.needs_budget
+                ):
                     course.deferred(now)
                     continue
                 index = course.start_next(now, hedge)

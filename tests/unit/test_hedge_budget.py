@@ -4,12 +4,14 @@ it: a refused hedge waits, a burst of slow connects opens few spare attempts."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from fakes import Attempts, hang, in_threads, make_cluster, ok, run, settle, totals
 
 from clusterdb.core.race_course import HedgeBudget, HedgeLedger, RaceCourse
 from clusterdb.core.selection import Plan
+from clusterdb.runtime.cluster import Cluster
 
 
 @pytest.mark.parametrize(
@@ -67,15 +69,8 @@ def test_a_refused_hedge_is_asked_again_one_delay_later_and_counted_when_started
     assert course.start_next(0.05) == 2 and course.hedges == 1  # a failure: no hedge
 
 
-def test_a_burst_of_slow_connects_hedges_within_the_budget() -> None:
-    """12 connects at once, every node slow (the first silent for 0.5 s, the others 1 s):
-    with the default budget (2 + 0.1 x 12 = 3.2) 4 hedges run at once, not 12 (nor 24 with
-    the third node; a few more may start as the first races end); every connect succeeds on
-    the first node."""
-    release = threading.Event()
-    cluster = make_cluster()
-    attempts = Attempts(a=hang(release), b=ok(after=1.0), c=ok(after=1.0))
-    cluster.hedges.connecting = 12  # as cluster.begin() counts them
+def _connects(cluster: Cluster, attempts: Attempts, count: int) -> list[object]:
+    """``count`` connects at once (plans a, b, c; hedge delays 20 ms): their connections."""
     results: list[object] = []
     lock = threading.Lock()
 
@@ -84,11 +79,44 @@ def test_a_burst_of_slow_connects_hedges_within_the_budget() -> None:
         with lock:
             results.append(conn)
 
+    in_threads(one, count)
+    return results
+
+
+def test_a_burst_of_slow_connects_hedges_within_the_budget() -> None:
+    """12 connects at once, every node slow (the first silent for 0.5 s, the others 1 s):
+    with the default budget (2 + 0.1 x 12 = 3.2) 4 connects hedge at once, not 12 (a few
+    more may as the first races end); every connect succeeds on the first node."""
+    release = threading.Event()
+    cluster = make_cluster()
+    attempts = Attempts(a=hang(release), b=ok(after=1.0), c=ok(after=1.0))
+    cluster.hedges.connecting = 12  # as cluster.begin() counts them
     threading.Timer(0.5, release.set).start()
-    in_threads(one, 12)
+    results = _connects(cluster, attempts, 12)
     settle(cluster)
     assert [getattr(c, "node", None) for c in results] == ["a"] * 12
     assert cluster.hedges.hedging == 0  # every race gave its hedges back
     spare = {n.name: n.connects for n in cluster.stats_snapshot().nodes if n.name != "a"}
-    assert 4 <= sum(spare.values()) <= 8, spare
+    assert 4 <= sum(spare.values()) <= 16, spare  # 4 connects hedge (to b, then c), not 12
     assert totals(cluster)["pending"] == 0
+
+
+def test_hedges_stuck_on_hung_nodes_do_not_starve_the_other_connects() -> None:
+    """8 connects at once, the first two nodes of their plan hung: the connects holding the
+    budget's units (2 + 0.1 x 8 = 2.8: three) hedge on past the second hung node without
+    another unit, win on the third, and free their units for the others: every connect
+    succeeds on c long before the deadline."""
+    release = threading.Event()
+    cluster = make_cluster()
+    attempts = Attempts(a=hang(release), b=hang(release), c=ok())
+    cluster.hedges.connecting = 8
+    began = time.monotonic()
+    try:
+        results = _connects(cluster, attempts, 8)
+    finally:
+        release.set()
+    took = time.monotonic() - began
+    assert [getattr(c, "node", None) for c in results] == ["c"] * 8
+    assert took < 5.0  # the deadline is 10 s; a starved connect would wait for it
+    settle(cluster)
+    assert cluster.hedges.hedging == 0
