@@ -62,6 +62,11 @@ def _hammer(threads: int, seconds: float, op: Callable[[], Any]) -> tuple[list[f
     return samples, len(samples) / wall
 
 
+GOAL_THREADS = 32
+GOAL_THREADS_RATIO = 0.95
+"""Issue 16: 32 threads connecting at once do at least 0.95x psycopg alone's cycles per s."""
+
+
 def run_scale(ctx: Ctx, driver: str = "psycopg") -> ScenarioResult:
     c = ctx.counts
     settings = peers.driver_settings(driver)
@@ -108,6 +113,9 @@ def run_scale(ctx: Ctx, driver: str = "psycopg") -> ScenarioResult:
                 cycles_per_s=vrate,
             )
             log(f"{result.title}: {threads} threads {rate:.0f}/s (vendor {vrate:.0f}/s)")
+            if threads == GOAL_THREADS:
+                what = f"{threads} threads connecting, clusterdb / {driver} alone (cycles per s)"
+                result.goal(what, rate / vrate, GOAL_THREADS_RATIO, ">=")
     return result
 
 
@@ -134,33 +142,73 @@ def description(n: int, seed: int = 1) -> ClusterDescription:
     return ClusterDescription(name=f"bench-{n}", nodes=tuple(nodes))
 
 
-def run_selection(ctx: Ctx) -> ScenarioResult:
-    """Microseconds per ``selection.plan()`` call on 3, 30 and 300 nodes (role "any")."""
-    from clusterdb.core import selection
+GOAL_PLAN_US = {3: 5.0, 300: 50.0}
+"""Issue 16: planning a connect over 3 and 300 nodes, in microseconds."""
 
+
+def run_selection(ctx: Ctx) -> ScenarioResult:
+    """Microseconds per plan on 3, 30 and 300 nodes (role "any"), two ways.
+
+    * **per connect** (the goals): what ``Cluster.begin()`` computes for a connect while the
+      cluster's kept ranking holds, its steady state: the kept ranking looked up
+      (``RankingCache.get``) and a plan drawn from it (``Ranking.draw``);
+    * **anew**: ``selection.plan()`` from a description, every step, as on the first connect
+      after a change (a node's state, role, lag, drain, an estimate leaving its band) and at
+      most once per second (the kept ranking's ttl) otherwise.
+    """
     c = ctx.counts
     result = ScenarioResult(
         key="selection",
-        title="5. selection.plan() per call",
-        path="none (pure function)",
+        title="5. selection: planning a connect",
+        path="none (pure functions)",
         settings={"sizes": c.sel_sizes, "repeats": c.sel_repeats, "block_s": c.sel_block},
     )
     for n in c.sel_sizes:
-        desc = description(n)
-        rng = random.Random(7)
-        # Calls per block sized from a trial run, so every block lasts about sel_block seconds.
-        t0 = time.perf_counter()
-        calls = 0
-        while time.perf_counter() - t0 < 0.02:
-            selection.plan(desc, "any", rng=rng)
-            calls += 1
-        per_block = max(1, int(calls * c.sel_block / 0.02))
-        samples = []
-        for _ in range(c.sel_repeats):
-            t0 = time.perf_counter()
-            for _ in range(per_block):
-                selection.plan(desc, "any", rng=rng)
-            samples.append((time.perf_counter() - t0) * 1e6 / per_block)
-        result.add(f"{n} nodes", "us", samples, f"{per_block} calls per block")
-        log(f"{result.title}: {n} nodes {median(samples):.1f} µs")
+        per_connect, anew = _plan_ops(n)
+        for label, op in ((f"per connect, {n} nodes", per_connect), (f"anew, {n} nodes", anew)):
+            samples, per_block = _time_blocks(op, c.sel_repeats, c.sel_block)
+            result.add(label, "us", samples, f"{per_block} calls per block")
+            log(f"{result.title}: {label} {median(samples):.1f} µs")
+            if label.startswith("per connect") and n in GOAL_PLAN_US:
+                what = f"plan per connect (ranking kept), {n} nodes"
+                result.goal(what, median(samples), GOAL_PLAN_US[n], "<=", "us")
     return result
+
+
+def _plan_ops(n: int) -> tuple[Callable[[], object], Callable[[], object]]:
+    """The two ways of planning over ``n`` nodes that :func:`run_selection` times."""
+    from clusterdb.core import selection
+    from clusterdb.core.ranking_cache import RankingCache
+
+    desc = description(n)
+    rng = random.Random(7)
+    cache = RankingCache()
+    cache.store("any", selection.rank(desc), desc, 0.0)
+
+    def per_connect() -> object:
+        kept = cache.get("any", 0.5)
+        assert kept is not None
+        return cache.reuse("any", kept).draw(rng)
+
+    def anew() -> object:
+        return selection.plan(desc, "any", rng=rng)
+
+    return per_connect, anew
+
+
+def _time_blocks(op: Callable[[], object], repeats: int, block: float) -> tuple[list[float], int]:
+    """µs per call of ``op`` in ``repeats`` blocks of about ``block`` seconds each (calls per
+    block sized from a trial run)."""
+    t0 = time.perf_counter()
+    calls = 0
+    while time.perf_counter() - t0 < 0.02:
+        op()
+        calls += 1
+    per_block = max(1, int(calls * block / 0.02))
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(per_block):
+            op()
+        samples.append((time.perf_counter() - t0) * 1e6 / per_block)
+    return samples, per_block

@@ -187,13 +187,16 @@ class PoolWatch(PoolBalance):
     def on_checkout(
         self, dbapi_connection: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection
     ) -> None:
-        tag = pooled.tag_of(dbapi_connection)
+        tag = getattr(dbapi_connection, pooled.ATTRIBUTE, None) or pooled.tag_of(dbapi_connection)
         if tag is not None and not self.keeps(tag):
             ref = pooled.node_of(dbapi_connection)
             raise DisconnectionError(f"clusterdb: {ref} no longer fits role {self.role}")
 
     def on_checkin(self, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-        tag = None if dbapi_connection is None else pooled.tag_of(dbapi_connection)
+        # The attribute first: tag_of() costs a call, and this runs at every checkin.
+        tag = getattr(dbapi_connection, pooled.ATTRIBUTE, None)
+        if tag is None and dbapi_connection is not None:
+            tag = pooled.tag_of(dbapi_connection)
         if tag is not None and self.checkin(tag) != "keep":
             record.invalidate()  # idle here: no need to wait for its next checkout
 

@@ -10,11 +10,12 @@ monotonic seconds.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 from clusterdb.core.selection import Plan
 
-__all__ = ["RaceCourse", "Step"]
+__all__ = ["HedgeBudget", "HedgeLedger", "RaceCourse", "Step"]
 
 Step = Literal["wait", "start", "hedge", "fallback", "give_up"]
 """``wait``: for the next answer or :meth:`~RaceCourse.wake_at`; ``start``: the next node
@@ -24,6 +25,52 @@ current one being silent past its hedge delay (record :meth:`~RaceCourse.silent`
 deadline passed."""
 
 _NEVER = math.inf
+
+
+@dataclass(frozen=True)
+class HedgeBudget:
+    """How many hedges may be in flight: ``hedging < minimum + ratio * connecting``.
+
+    ``hedging``: hedges started by connects still in flight; ``connecting``: connects in
+    flight. A hedge pays when one node is silent; when every connect is slow at once (a burst
+    on a busy machine), hedges are spare server connections that make it slower still. The
+    budget (gRPC's hedging throttle and Finagle's retry budget in spirit: a share of the
+    traffic, plus a floor) keeps a burst of 200 connects from opening 600 attempts.
+
+    A connect holds at most one unit: its first hedge takes it, and its later hedges (past a
+    node silent too) need no other, so a connect that holds one always walks its plan and
+    gives the unit back when it ends: hedges stuck on hung nodes cannot starve the others.
+    ``hedging`` therefore counts connects that hedged. A hedge refused is asked again one
+    hedge delay later (:meth:`RaceCourse.deferred`); failures start the next node whatever
+    the budget.
+    """
+
+    ratio: float = 0.1
+    minimum: float = 2.0
+
+    def allows(self, hedging: int, connecting: int) -> bool:
+        """Whether one more hedge may start."""
+        return hedging < self.minimum + self.ratio * connecting
+
+
+class HedgeLedger:
+    """One cluster's connects and hedges in flight, against its :class:`HedgeBudget`.
+
+    Not thread-safe: the caller holds its lock around every call."""
+
+    __slots__ = ("budget", "connecting", "hedging")
+
+    def __init__(self, budget: HedgeBudget | None = None) -> None:
+        self.budget = budget if budget is not None else HedgeBudget()
+        self.connecting = 0
+        self.hedging = 0
+
+    def try_hedge(self) -> bool:
+        """Count one more hedge in flight when the budget allows it; whether it does."""
+        if self.budget.allows(self.hedging, max(self.connecting, 1)):  # its own connect
+            self.hedging += 1
+            return True
+        return False
 
 
 class RaceCourse:
@@ -36,6 +83,7 @@ class RaceCourse:
         "delays",
         "errors",
         "fallback_wait",
+        "hedges",
         "held",
         "last_start",
         "next_hedge",
@@ -58,6 +106,9 @@ class RaceCourse:
         self.last_start = began
         self.next_hedge = began + self.delays[0] if self.started < len(self.nodes) else _NEVER
         self.use_fallback_at = _NEVER
+        self.hedges = 0
+        """Hedges started; the first takes a unit of the cluster's :class:`HedgeBudget`
+        until the race ends (:attr:`needs_budget`)."""
         self.held: int | None = None
         """Plan index of the ``prefer-replica`` primary held aside, if any."""
         self.errors: dict[str, tuple[BaseException, str]] = {}
@@ -114,9 +165,25 @@ class RaceCourse:
             return "give_up" if self.outstanding == 0 else "wait"
         return "start"
 
-    def start_next(self, now: float) -> int:
-        """Start the next node at ``now``: its plan index."""
+    @property
+    def needs_budget(self) -> bool:
+        """Whether a hedge now would take a unit of the hedge budget (the race's first)."""
+        return self.hedges == 0
+
+    @property
+    def following(self) -> str:
+        """The node :meth:`start_next` would start."""
+        return self.nodes[self.started]
+
+    def deferred(self, now: float) -> None:
+        """The hedge due at ``now`` was refused (:class:`HedgeBudget`): ask again one hedge
+        delay of the silent node later."""
+        self.next_hedge = now + self.delays[self.started - 1]
+
+    def start_next(self, now: float, hedge: bool = False) -> int:
+        """Start the next node at ``now`` (``hedge``: past a silent one): its plan index."""
         index = self.started
+        self.hedges += hedge
         self.started += 1
         self.outstanding += 1
         self.last_start = now

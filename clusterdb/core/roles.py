@@ -98,7 +98,7 @@ def unfit_reason(node: NodeDescription, wanted: WantedRole, max_lag: float | Non
         return "drained"
     if node.galera is not None and node.galera != "synced":
         return unusable_reason(node.galera)
-    if not role_fits(wanted, node.role):
+    if node.role not in _FITS[wanted]:  # role_fits(), without a call per node
         return f"role {node.role}, wanted {wanted}"
     lag_matters = wanted in ("replica", "prefer-replica") and node.role != "primary"
     if lag_matters and max_lag is not None:

@@ -32,6 +32,8 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import permutations, product
+from math import log as _log
+from operator import itemgetter
 from types import MappingProxyType
 
 from clusterdb.core.description import ClusterDescription, NodeDescription, WantedRole
@@ -82,18 +84,39 @@ class Ranking:
     """Every plan the draw can give, with the running sum of their chances, when there are
     few (a window of up to 3 nodes): a draw is then one random number and a lookup."""
 
+    def __post_init__(self) -> None:
+        # Worked out once per ranking, so a draw allocates only the plan it returns: per
+        # group, its names, their delays, and the inverse weights of a window (None: fixed).
+        steps = tuple(
+            (names, tuple(map(self.delays.__getitem__, names)), _inverse(weights))
+            for names, weights in self.groups
+        )
+        object.__setattr__(self, "_steps", steps)
+
     def draw(self, rng: random.Random) -> Plan:
-        """One plan: each latency window in a weighted random order drawn from ``rng``."""
+        """One plan: each latency window in a weighted random order drawn from ``rng``.
+
+        O(k log k) for a window of k nodes (one key per node, one sort); the groups around
+        it are tuples worked out when the ranking was made."""
         if self.plans is not None:
             chances, plans = self.plans
             if len(plans) == 1:
                 return plans[0]
             index = bisect.bisect_right(chances, rng.random() * chances[-1])
             return plans[min(index, len(plans) - 1)]  # rounding can leave it at the end
-        nodes: list[str] = []
-        for names, weights in self.groups:
-            nodes += _weighted_order(names, weights, rng) if weights else names
-        return self._plan(nodes)
+        nodes: tuple[str, ...] = ()
+        delays: tuple[float, ...] = ()
+        step: _Step
+        for step in self._steps:  # type: ignore[attr-defined]
+            names, fixed, inverse = step
+            if inverse is None:
+                nodes += names
+                delays += fixed
+            else:
+                order = _weighted_order(names, inverse, rng)
+                nodes += order
+                delays += tuple(map(self.delays.__getitem__, order))
+        return Plan(nodes=nodes, hedge_delays=delays, race=self.race, rejected=self.rejected)
 
     def _plan(self, nodes: Sequence[str]) -> Plan:
         return Plan(
@@ -205,7 +228,11 @@ def rank(
     groups = [g for g in groups if g[0]]
     nodes = [n for names, _ in groups for n in names]
     # Under a single writer only a failure starts the next node: a hedge would split writes.
-    delays = {n.name: 0.0 if race else math.inf if writer else hedge.delay(n) for n in nodes}
+    if race or writer:
+        delays = dict.fromkeys([n.name for n in nodes], 0.0 if race else math.inf)
+    else:
+        delay = hedge.delay
+        delays = {n.name: delay(n) for n in nodes}
     return Ranking(
         groups=tuple((tuple([n.name for n in names]), weights) for names, weights in groups),
         delays=MappingProxyType(delays),
@@ -236,6 +263,7 @@ def _order_tier(
     measured: list[tuple[float, NodeDescription]] = []
     unmeasured: list[NodeDescription] = []
     unproven: list[NodeDescription] = []
+    cost = selection.cost  # never None here: the node has an estimate
     for n in nodes:
         if n.state == "unknown":
             unproven.append(n)
@@ -244,7 +272,7 @@ def _order_tier(
         elif n.latency is None:
             unmeasured.append(n)
         else:
-            measured.append((_cost(n, selection), n))
+            measured.append((cost(n), n))  # type: ignore[arg-type]
     rest = tuple(unmeasured + unproven)
     if not measured:
         return [(rest, ())]
@@ -253,9 +281,12 @@ def _order_tier(
     limit = selection.limit(fastest)
     inside = sum(1 for c, _ in measured if c <= limit)
     trials: list[NodeDescription] = []
-    others: list[NodeDescription] = []
-    for _, n in measured[inside:]:
-        (trials if selection.trial_weight and selection.on_trial(n) else others).append(n)
+    others: list[NodeDescription] = [n for _, n in measured[inside:]]
+    if selection.trial_weight:
+        on_trial = selection.on_trial
+        trials = [n for n in others if on_trial(n)]
+        if trials:
+            others = [n for n in others if not on_trial(n)]
     if inside == 1 and not trials:
         return [(tuple([n for _, n in measured]) + rest, ())]
     weights = [selection.weight(c, fastest) for c, _ in measured[:inside]]
@@ -264,8 +295,7 @@ def _order_tier(
     return [(window, tuple(weights)), (tuple(others) + rest, ())]
 
 
-def _first(pair: tuple[float, NodeDescription]) -> float:
-    return pair[0]
+_first = itemgetter(0)
 
 
 def _cost(node: NodeDescription, selection: SelectionPolicy) -> float:
@@ -278,21 +308,29 @@ def _by_cost(nodes: Sequence[NodeDescription], selection: SelectionPolicy) -> li
     return sorted(nodes, key=lambda n: _cost(n, selection))
 
 
+def _inverse(weights: Sequence[float]) -> tuple[float, ...] | None:
+    """``1 / weight`` per node of a window (a huge number for a zero weight), None when the
+    group is no window."""
+    if not weights:
+        return None
+    return tuple(1.0 / w if w > 0.0 else _NO_WEIGHT for w in weights)
+
+
+_NO_WEIGHT = 1e300
+"""The inverse weight of a zero weight: drawn after every weighted node."""
+
+_Step = tuple[tuple[str, ...], tuple[float, ...], tuple[float, ...] | None]
+
+
 def _weighted_order(
-    items: Sequence[str], weights: Sequence[float], rng: random.Random
-) -> list[str]:
-    """Weighted random order without replacement: each next item drawn ∝ its weight."""
-    names, left = list(items), list(weights)
-    out: list[str] = []
-    while len(names) > 1:
-        point = rng.random() * sum(left)
-        index = len(names) - 1  # rounding can leave point just above the last running sum
-        for i, weight in enumerate(left):
-            point -= weight
-            if point < 0:
-                index = i
-                break
-        out.append(names.pop(index))
-        del left[index]
-    out += names
-    return out
+    items: Sequence[str], inverse: Sequence[float], rng: random.Random
+) -> tuple[str, ...]:
+    """Weighted random order without replacement, each next item drawn ∝ its weight, given
+    as ``inverse = 1 / weight``: Efraimidis and Spirakis' keys ``log(u) / weight`` (u uniform
+    on (0, 1]), largest first. The order of exponential clocks of rates ``weight``: the same
+    law as drawing the items one by one, in one pass and one sort instead of k passes."""
+    if len(items) == 1:
+        return tuple(items)
+    rand = rng.random
+    keys = [_log(1.0 - rand()) * i for i in inverse]
+    return tuple([items[i] for i in sorted(range(len(items)), key=keys.__getitem__, reverse=True)])

@@ -22,6 +22,7 @@ from clusterdb.core.causal_rules import Avoid, without
 from clusterdb.core.description import ClusterDescription, Role, WantedRole
 from clusterdb.core.events import Event
 from clusterdb.core.node_state import NodeRecord
+from clusterdb.core.race_course import HedgeLedger
 from clusterdb.core.ranking_cache import RankingCache
 from clusterdb.core.rebalance import first_on
 from clusterdb.core.roles import preferred_writer
@@ -78,6 +79,7 @@ class Cluster(Membership, Counts, Redacting, Discovering):
         self._causal = (0, 0)  # connect(after=token) calls that waited, that fell back
         self._watched_by: Watcher | None = None
         self._in_flight = 0  # attempts pending on every node, queued ones included
+        self.hedges = HedgeLedger()  # connects and hedges in flight; under the lock
         # The floor: a quarter of the latency window's absolute part (docs/design/state.md).
         self._rankings = RankingCache(floor=selection.window_ms / 4 / 1000.0)
         # (node, latency, monotonic, wall) of connections returned whose bookkeeping waits
@@ -145,7 +147,7 @@ class Cluster(Membership, Counts, Redacting, Discovering):
                 self._fold()
                 desc, ranking = self._rank(wanted, now)
             else:
-                _, _, ranking, desc = kept
+                ranking, desc = self._rankings.reuse(wanted, kept), kept[3]
             chosen = ranking.draw(self._rng)
             if avoid is not None:
                 chosen = without(chosen, *avoid)
@@ -155,6 +157,7 @@ class Cluster(Membership, Counts, Redacting, Discovering):
             for name in first:
                 self._nodes[name].pending += 1
             self._in_flight += len(first)
+            self.hedges.connecting += 1  # until its outcome is recorded
         return chosen, desc
 
     def _rank(self, wanted: WantedRole, now: float) -> tuple[ClusterDescription, Ranking]:
@@ -165,24 +168,33 @@ class Cluster(Membership, Counts, Redacting, Discovering):
             desc, wanted, max_lag=o.max_lag, selection=o.selection, hedge=o.hedge, now=now
         )
         if not self._in_flight:  # pending attempts weigh in a ranking: not one to keep
-            ranking = ranking.with_plans()  # cheaper draws for as long as it is kept
-            self._rankings.store(wanted, ranking, desc, now)
+            self._rankings.store(wanted, ranking, desc, now)  # worked out if kept long
             for d in desc.nodes:
                 self._nodes[d.name].keep = self._rankings.band(d.latency)
         return desc, ranking
 
     # -- attempts (counters only: no transition, so the plain lock) --
 
-    def attempt_started(self, node: str) -> None:
-        """A hedge or a failure started one more attempt on ``node`` (removed: one more late
-        result to ignore, its attempt fails at :meth:`target`)."""
+    def attempt_started(self, node: str, hedge: bool = False) -> bool:
+        """A failure (``hedge``: a silent node, if the hedge budget has a unit for this
+        connect's first hedge) starts one more attempt on ``node``; whether it does (removed:
+        one more late result to ignore, its attempt fails at :meth:`target`)."""
         with self._lock:
+            if hedge and not self.hedges.try_hedge():
+                return False
             n = self._nodes.get(node)
             if n is None:
                 self._stale[node] = self._stale.get(node, 0) + 1
-                return
+                return True
             n.pending += 1
             self._in_flight += 1
+        return True
+
+    def race_ended(self, hedged: bool) -> None:
+        """A race is over: when it ``hedged``, its unit of the hedge budget is free again."""
+        if hedged:
+            with self._lock:
+                self.hedges.hedging -= 1
 
     def attempt_abandoned(self, node: str) -> None:
         """An attempt on ``node`` in the calling thread was interrupted (KeyboardInterrupt...):
@@ -217,6 +229,7 @@ class Cluster(Membership, Counts, Redacting, Discovering):
     def record_outcome(self, ok: bool) -> None:
         """One connect() returned a connection (``ok``) or raised."""
         with self._lock:
+            self.hedges.connecting -= 1
             if ok:
                 self._connects += 1
             else:
@@ -235,6 +248,7 @@ class Cluster(Membership, Counts, Redacting, Discovering):
         with self._locked as s:
             if returned:
                 self._connects += 1
+                self.hedges.connecting -= 1
             n = self._ended(node)
             if n is not None:
                 s.apply(n.on_connected(latency, role, now, wall, discarded))
@@ -267,6 +281,7 @@ class Cluster(Membership, Counts, Redacting, Discovering):
         while outbox:
             n, latency, now, wall = outbox.popleft()
             self._connects += 1
+            self.hedges.connecting -= 1
             if n.retired:  # removed or changed since: the count is all that is left
                 self._ended(n.name)
                 continue
@@ -315,9 +330,10 @@ class Cluster(Membership, Counts, Redacting, Discovering):
             watcher.request_check(self)
 
     @property
-    def epoch(self) -> int:
-        """Changes whenever a kept ranking may no longer hold (read without the lock)."""
-        return self._rankings.epoch
+    def rankings(self) -> RankingCache:
+        """The kept rankings; their ``epoch`` changes whenever one may no longer hold (read
+        without the lock: pools' checks do, at every checkout)."""
+        return self._rankings
 
     def record_hedge(self, node: str, elapsed: float) -> None:
         """``node`` has not answered after ``elapsed`` s: rank it down now, not at its timeout."""
@@ -379,5 +395,6 @@ class Cluster(Membership, Counts, Redacting, Discovering):
         self._stale = {}
         self._fold()  # the parent's returned connections, counted as the parent counted them
         self._in_flight = 0
+        self.hedges = HedgeLedger(self.hedges.budget)
         for n in self._nodes.values():
             n.pending = 0

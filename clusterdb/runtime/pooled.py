@@ -12,9 +12,9 @@ node's role.
 from __future__ import annotations
 
 import contextlib
-import time
 import weakref
 from collections.abc import Callable
+from time import monotonic as _monotonic
 from typing import Any, NamedTuple, Protocol
 
 from clusterdb.config import ClusterOptions
@@ -45,6 +45,14 @@ _KEPT_FOR = 1.0  # latency estimates decay: an assessment is made again at least
 DEFAULT_POLICY = RebalancePolicy()
 
 
+class Epoch(Protocol):
+    """What changes whenever a kept ranking, or assessment, may no longer hold (the
+    cluster's :class:`~clusterdb.core.ranking_cache.RankingCache`)."""
+
+    @property
+    def epoch(self) -> int: ...
+
+
 class Cluster(Protocol):
     """What connections' tags need of the runtime cluster (:class:`~clusterdb.runtime.
     cluster.Cluster`, which makes the tags: this module does not import it)."""
@@ -59,7 +67,7 @@ class Cluster(Protocol):
     @property
     def node_names(self) -> tuple[str, ...]: ...
     @property
-    def epoch(self) -> int: ...
+    def rankings(self) -> Epoch: ...
     def describe(self) -> ClusterDescription: ...
     def stats_snapshot(self) -> ClusterStats: ...
     def record_read_only(self, node: str) -> None: ...
@@ -87,23 +95,28 @@ class Fitness:
     epoch stands and for at most ``_KEPT_FOR`` seconds. Read without a lock: a stale entry
     is at worst one assessment made again."""
 
-    __slots__ = ("_cluster", "_kept", "policy")
+    __slots__ = ("_cluster", "_epochs", "_kept", "policy")
 
     def __init__(self, cluster: Cluster, policy: RebalancePolicy = DEFAULT_POLICY) -> None:
         self._cluster = cluster
+        self._epochs = cluster.rankings  # read at every checkout: one attribute, no property
         self.policy = policy
         self._kept: dict[WantedRole, tuple[int, float, Assessment]] = {}
 
     def assessment(self, wanted: WantedRole, now: float | None = None) -> Assessment:
         """What a pool asking for ``wanted`` may keep now (``now``: ``time.monotonic()``,
-        when the caller has it)."""
-        if now is None:
-            now = time.monotonic()
-        cluster = self._cluster
-        epoch = cluster.epoch  # read before describing: a change meanwhile is seen next time
+        when the caller has it). A pool's checks call this at every checkout and checkin: a
+        kept one costs a dict lookup, the epoch's read and the clock's."""
         kept = self._kept.get(wanted)
-        if kept is not None and kept[0] == epoch and now < kept[1]:
+        if now is None:
+            now = _monotonic()
+        if kept is not None and kept[0] == self._epochs.epoch and now < kept[1]:
             return kept[2]
+        return self._assess(wanted, now)
+
+    def _assess(self, wanted: WantedRole, now: float) -> Assessment:
+        cluster = self._cluster
+        epoch = self._epochs.epoch  # read before describing: a change meanwhile is seen next
         options = cluster.options
         best = {
             n.name: n.latency_min_ms / 1000.0

@@ -61,8 +61,10 @@ def race(
     discarded, and the next node is tried. ``begun``: the plan's first attempt began already.
     """
     began = monotonic() if begun is None else begun.at
-    state = _Race(cluster, attempt, timeout, wanted, detect, redactor or cluster.redactor, began)
-    return state.run(plan, begun)
+    state = _Race(
+        cluster, plan, attempt, timeout, wanted, detect, redactor or cluster.redactor, began
+    )
+    return state.run(begun)
 
 
 class _Race:
@@ -80,6 +82,7 @@ class _Race:
     def __init__(
         self,
         cluster: Cluster,
+        plan: Plan,
         attempt: Attempt,
         timeout: float,
         wanted: WantedRole,
@@ -93,21 +96,23 @@ class _Race:
         self.began = began
         self.attempts = Attempts(cluster, began + timeout, wanted, detect, redactor)
         self.results = self.attempts.results
-        # The race's decisions (core.race_course, shared with the asyncio race): made by _open.
-        self.course: RaceCourse
+        # The race's decisions (core.race_course, shared with the asyncio race).
+        self.course = RaceCourse(plan, began, timeout, cluster.options.hedge.max_delay)
         # (plan index, connection) of the fallback the course holds aside.
         self.fallback: tuple[int, Any] | None = None
 
-    def run(self, plan: Plan, begun: Begun | None) -> Any:
+    def run(self, begun: Begun | None) -> Any:
         try:
-            return self._run(plan, begun)
+            return self._run(begun)
         except BaseException:
             self._abandon()  # a no-op after giving up: the race is abandoned already
             raise
+        finally:
+            self.cluster.race_ended(not self.course.needs_budget)
 
-    def _run(self, plan: Plan, begun: Begun | None) -> Any:
-        self._open(plan, begun)
+    def _run(self, begun: Begun | None) -> Any:
         course = self.course
+        self._open(begun)
         while True:
             try:
                 result = self.results.get(timeout=max(0.0, course.wake_at() - monotonic()))
@@ -119,16 +124,15 @@ class _Race:
                     return result.conn
                 step = self._on_result(result)
             if step in ("start", "hedge"):
-                self._start_next()
+                self._start_next(step == "hedge")
             elif step == "fallback":
                 return self._take_fallback()
             elif step == "give_up":
                 return self._give_up()
 
-    def _open(self, plan: Plan, begun: Begun | None) -> None:
+    def _open(self, begun: Begun | None) -> None:
         """Start the plan's first node (every node of a race), or carry on with ``begun``."""
-        fallback_wait = self.cluster.options.hedge.max_delay
-        self.course = course = RaceCourse(plan, self.began, self.timeout, fallback_wait)
+        course = self.course
         if begun is not None:
             self._carry_on(course.nodes[0], begun)
         else:
@@ -165,10 +169,14 @@ class _Race:
             self._discard(result.position, result.conn)  # one in hand is enough
         return step
 
-    def _start_next(self) -> None:
-        index = self.course.start_next(monotonic())
-        node = self.course.nodes[index]
-        self.cluster.attempt_started(node)
+    def _start_next(self, hedge: bool) -> None:
+        """Start the next node, after a failure or as a hedge the budget allows."""
+        course, now = self.course, monotonic()
+        node = course.following
+        if not self.cluster.attempt_started(node, hedge and course.needs_budget):
+            course.deferred(now)
+            return
+        index = course.start_next(now, hedge)
         self.attempts.launch(index, node, partial(self.attempt, node))
 
     def _give_up(self) -> Any:

@@ -141,6 +141,8 @@ class _AsyncRace:
             if self.settled != "abandoned":  # not given up: cancelled (or a bug)
                 await self._abandon()
             raise
+        finally:
+            self.cluster.race_ended(not self.course.needs_budget)
 
     async def _run(self, begun: tuple[Any, float] | None) -> Any:
         course = self.course
@@ -183,9 +185,14 @@ class _AsyncRace:
                 return await self._take_fallback()
             if step == "give_up":
                 return await self._give_up()
-            if step != "wait":  # start the next node as well
-                index = course.start_next(now)
-                self.cluster.attempt_started(course.nodes[index])
+            if step != "wait":  # start the next node as well, a hedge if the budget allows
+                hedge = step == "hedge"
+                if not self.cluster.attempt_started(
+                    course.following, hedge and course.needs_budget
+                ):
+                    course.deferred(now)
+                    continue
+                index = course.start_next(now, hedge)
                 self.unsettled.add(index)
                 self._launch(index)
 

@@ -20,6 +20,7 @@ from fakes import totals
 
 from clusterdb import drivers
 from clusterdb.core.policies import HedgePolicy, SelectionPolicy
+from clusterdb.core.race_course import HedgeBudget
 from clusterdb.errors import AllNodesFailed, InterfaceError, NoSuitableNode
 from clusterdb.runtime.cluster import Cluster
 from clusterdb.runtime.connect_async import connect_async
@@ -342,3 +343,37 @@ def test_cancelled_while_the_first_attempt_runs_in_the_callers_task() -> None:
         assert cluster.stats_snapshot().failures == 2
 
     asyncio.run(main())
+
+
+def _spare(cluster: Cluster) -> int:
+    """Attempts made on the nodes other than ``a``."""
+    return sum(
+        n.connects + n.connect_errors for n in cluster.stats_snapshot().nodes if n.name != "a"
+    )
+
+
+async def _burst(budget: HedgeBudget) -> tuple[list[Any], int, int]:
+    """40 connect_async at once while every node is slow (the fastest silent for 0.3 s, the
+    others 1 s): the connections, the spare attempts made, the hedges left counted."""
+    adapter = FakeAsyncAdapter(a=ok(), b=ok(0.004), c=ok(0.004))
+    cluster = await learnt(adapter)
+    cluster.hedges.budget = budget
+    learning = _spare(cluster)
+    release = asyncio.Event()
+    adapter.behaviours = {"a": hang(release), "b": ok(1.0), "c": ok(1.0)}
+    asyncio.get_running_loop().call_later(0.3, release.set)
+    conns = await asyncio.gather(*(connect(cluster, adapter) for _ in range(40)))
+    await settle(cluster)
+    return conns, _spare(cluster) - learning, cluster.hedges.hedging
+
+
+def test_a_burst_of_slow_connects_hedges_within_the_budget() -> None:
+    """The hedge budget (2 + 0.1 x 40 = 6 connects hedging at once) keeps a burst's spare
+    attempts to a few; with no budget every connect hedges (40, or 80 with the third node)."""
+    conns, spare, hedging = asyncio.run(_burst(HedgeBudget()))
+    assert len(conns) == 40 and sum(c.node == "a" for c in conns) >= 28
+    assert hedging == 0  # every race gave its hedges back
+    assert 1 <= spare <= 24  # 6 connects hedging (to b, then c) at a time, not 40
+    conns, spare, hedging = asyncio.run(_burst(HedgeBudget(minimum=1000.0)))
+    assert len(conns) == 40 and hedging == 0
+    assert spare >= 40

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from clusterdb.core.description import ClusterDescription, NodeDescription
-from clusterdb.core.ranking_cache import RankingCache
+from clusterdb.core.ranking_cache import WORK_OUT_AFTER, RankingCache
 from clusterdb.core.selection import rank
 
 DESC = ClusterDescription("c", (NodeDescription("a", state="up", latency=0.002),))
@@ -51,3 +51,26 @@ def test_the_band_matches_the_drift_rule(ranked: float, value: float, floor: flo
     tolerance = max(0.1 * ranked, floor)
     if not math.isclose(abs(value - ranked), tolerance, rel_tol=1e-9, abs_tol=1e-15):
         assert (low <= value <= high) == (abs(value - ranked) <= tolerance)
+
+
+def test_a_kept_ranking_is_worked_out_only_once_it_has_served_as_many_draws() -> None:
+    """Rankings replaced soon (most, on a busy machine) never pay for with_plans(); one kept
+    for WORK_OUT_AFTER draws is worked out once, and drawn from as such from then on."""
+    window = ClusterDescription(
+        "c", tuple(NodeDescription(n, state="up", latency=0.002) for n in "abc")
+    )
+    plain = rank(window, "any")
+    assert plain.plans is None
+    cache = RankingCache()
+    cache.store("any", plain, window, 0.0)  # its first draw was the store's connect
+    drawn = []
+    for _ in range(WORK_OUT_AFTER + 3):
+        kept = cache.get("any", 0.1)
+        assert kept is not None
+        drawn.append(cache.reuse("any", kept))
+    assert all(r is plain for r in drawn[: WORK_OUT_AFTER - 2])
+    worked = drawn[WORK_OUT_AFTER - 2]
+    assert worked is not plain and worked.plans is not None and len(worked.plans[1]) == 6
+    assert all(r is worked for r in drawn[WORK_OUT_AFTER - 2 :])
+    kept = cache.get("any", 0.1)
+    assert kept is not None and kept[2] is worked and kept[3] is window

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
+from dataclasses import dataclass, field
 
 import pytest
 from hypothesis import given, settings
@@ -298,3 +299,73 @@ def test_a_large_window_keeps_the_step_by_step_draw() -> None:
         "c", tuple(NodeDescription(f"n{i}", state="up", latency=0.001) for i in range(40))
     )
     assert rank(desc).with_plans().plans is None
+
+
+class _CountingRandom(random.Random):
+    """Counts the uniform draws taken from it."""
+
+    calls = 0
+
+    def random(self) -> float:
+        self.calls += 1
+        return super().random()
+
+
+@dataclass(frozen=True)
+class _CountingHedge(HedgePolicy):
+    """A hedge policy that counts the delays it works out (a list, as the value is frozen)."""
+
+    counted: list[int] = field(default_factory=lambda: [0])
+
+    def delay(self, node: NodeDescription) -> float:
+        self.counted[0] += 1
+        return super().delay(node)
+
+
+def test_a_draw_from_a_kept_ranking_of_300_nodes_redoes_no_ranking_work() -> None:
+    """Drawing is what a connect pays while the ranking is kept: one uniform per node of the
+    window and a sort, never a cost, a weight or a hedge delay worked out again."""
+    rng = random.Random(3)
+    desc = ClusterDescription(
+        "c",
+        tuple(
+            NodeDescription(f"n{i}", state="up", latency=rng.uniform(0.001, 0.020))
+            for i in range(300)
+        ),
+    )
+    hedge = _CountingHedge()
+    ranking = rank(desc, hedge=hedge)
+    assert hedge.counted[0] == 300
+    window = len(ranking.groups[0][0])
+    assert 1 < window < 300 and ranking.groups[0][1]
+    counting = _CountingRandom(5)
+    for _ in range(50):
+        drawn = ranking.draw(counting)
+        assert len(drawn.nodes) == 300 and drawn.hedge_delays[0] == ranking.delays[drawn.nodes[0]]
+    assert hedge.counted[0] == 300
+    assert counting.calls == 50 * window
+
+
+def test_a_large_window_draws_first_and_second_places_by_weight() -> None:
+    """The one-sort draw of a window too large for worked-out plans keeps the law of drawing
+    one node at a time: first place in proportion to the weights, second place among the
+    rest in proportion to theirs."""
+    latencies = [0.001] * 4 + [0.002] * 4  # weights 1 and 1/4 under the default exponent 2
+    desc = ClusterDescription(
+        "c",
+        tuple(NodeDescription(f"n{i}", state="up", latency=x) for i, x in enumerate(latencies)),
+    )
+    ranking = rank(desc, selection=SelectionPolicy(window_ms=5.0))
+    assert ranking.with_plans().plans is None and len(ranking.groups[0][0]) == 8
+    rng = random.Random(11)
+    draws = 20000
+    firsts, seconds = Counter[str](), Counter[str]()
+    for _ in range(draws):
+        nodes = ranking.draw(rng).nodes
+        firsts[nodes[0]] += 1
+        seconds[nodes[1]] += 1
+    fast_first = sum(firsts[f"n{i}"] for i in range(4)) / draws
+    assert fast_first == pytest.approx(4 / 5, abs=0.015)  # 4 x 1 of 4 x 1 + 4 x 0.25
+    # Second place: after a fast first (p 0.8) the odds are 3 / 4; after a slow one, 4 / 4.75.
+    fast_second = sum(seconds[f"n{i}"] for i in range(4)) / draws
+    assert fast_second == pytest.approx(0.8 * 3 / 4 + 0.2 * 4 / 4.75, abs=0.015)
