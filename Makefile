@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint unit servers demo bench venv clean
+.PHONY: test lint unit servers demo bench soak venv clean
 
 test: $(STAMP) servers lint
 	$(PY) -m pytest -q
@@ -43,6 +43,11 @@ bench: $(STAMP) servers
 	@$(PY) -m pip install -q aws-advanced-python-wrapper 2>/dev/null \
 		|| echo "bench: aws-advanced-python-wrapper did not install; running without that peer"
 	$(PY) bench/run.py
+
+# The chaos suite for SOAK_MINUTES (default 10) of faults on PostgreSQL and MariaDB clusters of
+# its own; the summary goes to bench/results/soak.md (SOAK_SEED=N replays a run's schedules).
+soak: $(STAMP) servers
+	$(PY) bench/soak.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

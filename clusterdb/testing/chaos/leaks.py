@@ -8,7 +8,8 @@
 * **Server sessions**: the application user's sessions on every node (``pg_stat_activity`` /
   ``information_schema.processlist``), waited for up to ``timeout`` seconds since a closed
   connection's server process ends asynchronously.
-* **Memory**: Python allocations (``tracemalloc``) and the resident set (``/proc``).
+* **Memory**: Python allocations (``tracemalloc``, the run's own records excepted) and the
+  resident set (``/proc``), after warm-up and at the end.
 """
 
 from __future__ import annotations
@@ -91,6 +92,15 @@ def leftover_sessions(harness: Cluster, timeout: float = 10.0) -> dict[str, int]
         time.sleep(0.2)
 
 
+def _traced() -> int:
+    """Bytes allocated by Python and still alive, the run's own records excepted (the
+    workers' list of operations grows by design)."""
+    snapshot = tracemalloc.take_snapshot().filter_traces(
+        [tracemalloc.Filter(False, "*/clusterdb/testing/chaos/*")]
+    )
+    return sum(stat.size for stat in snapshot.statistics("filename"))
+
+
 @dataclass
 class Memory:
     """tracemalloc and RSS samples: ``mark()`` after warm-up, ``end()`` at the end."""
@@ -108,11 +118,11 @@ class Memory:
 
     def mark(self) -> None:
         gc.collect()
-        self.traced_mark, self.rss_mark = tracemalloc.get_traced_memory()[0], rss_bytes()
+        self.traced_mark, self.rss_mark = _traced(), rss_bytes()
 
     def end(self) -> None:
         gc.collect()
-        self.traced_end, self.rss_end = tracemalloc.get_traced_memory()[0], rss_bytes()
+        self.traced_end, self.rss_end = _traced(), rss_bytes()
         if self.started_here:
             tracemalloc.stop()
 

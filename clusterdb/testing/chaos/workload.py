@@ -23,6 +23,7 @@ from clusterdb.testing.chaos.invariants import Op, ServerRole, Wanted
 __all__ = ["ROLES", "Workload"]
 
 ROLES: tuple[Wanted, ...] = ("any", "primary", "replica", "prefer-replica")
+_TASKS_END = 15.0  # seconds: longer than any connect's deadline (connect_timeout + grace)
 _ROLE_SQL = {"psycopg": "SELECT pg_is_in_recovery()", "pymysql": "SELECT @@read_only"}
 
 
@@ -41,7 +42,7 @@ class Workload:
     clock: Callable[[], float]
     pace: float = 0.05
     ops: list[Op] = field(default_factory=list)
-    leftover_tasks: int = 0
+    leftover_tasks: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -115,8 +116,16 @@ class Workload:
             for i in range(per_role)
         ]
         await asyncio.gather(*workers, watcher)
+        # A losing attempt may still be running (it ends by its connect's deadline): wait for
+        # it, and call a task still there after that left behind.
         current = asyncio.current_task()
-        self.leftover_tasks = sum(1 for t in asyncio.all_tasks() if t is not current)
+        deadline = loop.time() + _TASKS_END
+        while True:
+            others = [t for t in asyncio.all_tasks() if t is not current]
+            if not others or loop.time() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        self.leftover_tasks = [t.get_name() for t in others]
 
     async def _task(self, worker: str, wanted: Wanted, stop: asyncio.Event) -> None:
         seq = 0
