@@ -16,6 +16,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,7 +31,16 @@ from clusterdb.testing.cluster import Cluster  # noqa: E402
 from clusterdb.testing.mariadb import MariaDBCluster  # noqa: E402
 from clusterdb.testing.postgres import PostgresCluster  # noqa: E402
 
-SERVERS = {"postgres": lambda: PostgresCluster(replicas=2), "mariadb": lambda: MariaDBCluster(1)}
+
+def _postgres() -> Cluster:
+    return PostgresCluster(replicas=2)
+
+
+def _mariadb() -> Cluster:
+    return MariaDBCluster(replicas=1)
+
+
+SERVERS: dict[str, Callable[[], Cluster]] = {"postgres": _postgres, "mariadb": _mariadb}
 
 
 def _env_float(key: str, default: float) -> float:
