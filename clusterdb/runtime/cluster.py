@@ -87,9 +87,9 @@ class Cluster:
         self._in_flight = 0  # attempts pending on every node, queued ones included
         # The floor: a quarter of the latency window's absolute part (docs/design/state.md).
         self._rankings = RankingCache(floor=selection.window_ms / 4 / 1000.0)
-        # (node, latency, monotonic, wall) of connections returned whose bookkeeping waits
-        # for fold(); each is also still counted in _in_flight and its node's pending.
-        self._outbox: deque[tuple[NodeRecord, float, float, float]] = deque()
+        # (node, latency, monotonic, wall, role read) of connections returned whose bookkeeping
+        # waits for fold(); each is also still counted in _in_flight and its node's pending.
+        self._outbox: deque[tuple[NodeRecord, float, float, float, bool]] = deque()
         self._locked = Locked(self.name, self._lock, self._fold, self._rankings)
         # Pools: the tag each connection carries, per node; retired by close().
         self.tags = node_tags(self)
@@ -233,7 +233,7 @@ class Cluster:
         if n.state != "up" or n.served < n.trial_serves or (role and role != n.role):
             self.record_success(node, latency, role, False, returned=True)
             return
-        self._outbox.append((n, latency, time.monotonic(), time.time()))
+        self._outbox.append((n, latency, time.monotonic(), time.time(), role is not None))
         if log.isEnabledFor(logging.DEBUG):
             log_connected(self.name, node, latency)
 
@@ -249,7 +249,9 @@ class Cluster:
         """Hold the lock."""
         outbox = self._outbox
         while outbox:
-            n, latency, now, wall = outbox.popleft()
+            n, latency, now, wall, observed = outbox.popleft()
+            if observed:
+                n.observed_at = now
             self._connects += 1
             n.pending -= 1
             self._in_flight -= 1
@@ -349,6 +351,12 @@ class Cluster:
             self._connects = self._failures = 0
 
     # -- process lifecycle --
+
+    def observed_at(self, node: str) -> float | None:
+        """When this process's connects last saw ``node`` as a probe would (monotonic), or
+        None (:meth:`NodeRecord.observation`). No lock: a stale answer only means a probe
+        that could have been skipped runs."""
+        return self._nodes[node].observation(self.config.options.max_lag)
 
     def probe(self, node: str) -> bool:
         """Probe ``node`` now (connect, role, lag) and record it; True when it answered."""

@@ -1,7 +1,8 @@
 """The background monitor: one daemon thread that schedules probes of the nodes it watches.
 
-Healthy nodes are probed once per heartbeat (round-trip time, role, lag), down nodes on a capped
-exponential backoff (:class:`~clusterdb.core.schedule.ProbeSchedule`); at most one probe per
+Healthy nodes are probed once per heartbeat (round-trip time, role, lag), unless the process's
+own connects saw them within it, down nodes on a capped exponential backoff
+(:class:`~clusterdb.core.schedule.ProbeSchedule`); at most one probe per
 node is in flight, run by ``spawn``. The thread sleeps on an event until the next probe is due
 and holds clusters only weakly, so an idle monitor costs no CPU and keeps nothing alive. The
 process's one monitor lives in :mod:`clusterdb.runtime.process`.
@@ -47,6 +48,10 @@ class Probed(Protocol):
 
     def probe(self, node: str) -> bool:
         """Connect to ``node``, read its role and lag, record the outcome; True when it answered."""
+        ...
+
+    def observed_at(self, node: str) -> float | None:
+        """When the process's own connects last saw ``node`` as a probe would, or None."""
         ...
 
 
@@ -176,10 +181,15 @@ class Monitor:
                     if key in self._in_flight:
                         continue
                     if schedule.due_at <= now:
-                        self._in_flight.add(key)
-                        due.append((cluster, name))
-                    else:
-                        next_at = min(next_at, schedule.due_at)
+                        instead = schedule.deferred(
+                            now, cluster.options.heartbeat, cluster.observed_at(name)
+                        )
+                        if instead is None:
+                            self._in_flight.add(key)
+                            due.append((cluster, name))
+                            continue
+                        schedule = nodes[name] = instead  # the connects saw it: no probe
+                    next_at = min(next_at, schedule.due_at)
         return due, max(0.0, next_at - now)
 
     def _probe(self, cluster: Probed, node: str) -> None:
