@@ -42,12 +42,14 @@ def _check(result: ChaosResult) -> None:
     assert result.memory.traced_growth < _TRACED_GROWTH_BOUND, report
 
 
+@pytest.mark.chaos
 @pytest.mark.postgres
 @pytest.mark.timeout(240)
 def test_chaos_postgres(pg_cluster: PostgresCluster) -> None:
     _check(run_chaos(pg_cluster, _config()))
 
 
+@pytest.mark.chaos
 @pytest.mark.mariadb
 @pytest.mark.timeout(240)
 def test_chaos_mariadb(mariadb_cluster: MariaDBCluster) -> None:
