@@ -27,6 +27,7 @@ from bench.async_connect import run_async_connect
 from bench.clusterhost import HostGone, start_clusters
 from bench.common import FULL, QUICK, Ctx, log
 from bench.connect import run_healthy_connect
+from bench.fleet import run_fleet
 from bench.hung import run_hung
 from bench.idle import IdleControl, cpuidle_driver
 from bench.machine import load_average, machine_info
@@ -42,7 +43,17 @@ __all__ = ["main"]
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "latest"
 DEV_RESULTS = Path(os.environ.get("TMPDIR", "/tmp")) / "clusterdb-bench-dev"
-SCENARIOS = ("query", "connect", "hung", "routing", "scale", "selection", "pooled", "async")
+SCENARIOS = (
+    "query",
+    "connect",
+    "hung",
+    "routing",
+    "scale",
+    "selection",
+    "pooled",
+    "async",
+    "fleet",
+)
 DRIVERS = ("psycopg", "pymysql")
 
 Step = tuple[str, str, Callable[[Ctx], ScenarioResult]]
@@ -89,6 +100,8 @@ def _steps(only: Sequence[str], drivers: Sequence[str], sleep_variant: bool) -> 
                 steps += [(key, f"connect {d}, CPUs may sleep", _cpus_sleep(d)) for d in drivers]
         elif key == "scale":
             steps.append((key, "scale psycopg", lambda ctx: run_scale(ctx, "psycopg")))
+        elif key == "fleet":
+            steps.append((key, "fleet psycopg", run_fleet))
         else:
             steps.append((key, key, run_selection))
     return steps
@@ -171,8 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"machine busy: load average {machine['load_start'][0]:.2f}; figures will be noisy")
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     t0 = time.monotonic()
-    needs = {d for d in args.drivers} if set(args.only) - {"selection"} else set()
-    if "scale" in args.only:
+    needs = {d for d in args.drivers} if set(args.only) - {"selection", "fleet"} else set()
+    if "scale" in args.only or "fleet" in args.only:
         needs.add("psycopg")
 
     idle = IdleControl(wanted=not args.cpus_may_sleep)
