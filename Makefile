@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint unit servers demo bench venv clean fuzz
+.PHONY: test lint unit servers demo bench soak venv clean fuzz
 
 test: $(STAMP) servers lint
 	$(PY) -m pytest -q
@@ -58,6 +58,11 @@ fuzz: $(STAMP)
 			2>.fuzz/$$t.log || { tail -40 .fuzz/$$t.log; exit 1; }; \
 		grep -E "^stat::number_of_executed_units" .fuzz/$$t.log; \
 	done
+
+# The chaos suite for SOAK_MINUTES (default 10) of faults on PostgreSQL and MariaDB clusters of
+# its own; the summary goes to bench/results/soak.md (SOAK_SEED=N replays a run's schedules).
+soak: $(STAMP) servers
+	$(PY) bench/soak.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .fuzz

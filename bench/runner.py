@@ -28,6 +28,7 @@ from bench.causal import run_causal
 from bench.clusterhost import HostGone, start_clusters
 from bench.common import FULL, QUICK, Ctx, log
 from bench.connect import run_healthy_connect
+from bench.fleet import run_fleet
 from bench.galera import run_galera
 from bench.hung import run_hung
 from bench.idle import IdleControl, cpuidle_driver
@@ -56,6 +57,7 @@ SCENARIOS = (
     "async",
     "galera",
     "causal",
+    "fleet",
 )
 DRIVERS = ("psycopg", "pymysql")
 
@@ -109,6 +111,8 @@ def _steps(only: Sequence[str], drivers: Sequence[str], sleep_variant: bool) -> 
         elif key == "galera":  # its own servers (GaleraCluster), PyMySQL only
             if "pymysql" in drivers:
                 steps.append((key, "galera pymysql", run_galera))
+        elif key == "fleet":
+            steps.append((key, "fleet psycopg", run_fleet))
         else:
             steps.append((key, key, run_selection))
     return steps
@@ -191,8 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"machine busy: load average {machine['load_start'][0]:.2f}; figures will be noisy")
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     t0 = time.monotonic()
-    needs = {d for d in args.drivers} if set(args.only) - {"selection", "galera"} else set()
-    if "scale" in args.only:
+    own_servers = {"selection", "galera", "fleet"}
+    needs = {d for d in args.drivers} if set(args.only) - own_servers else set()
+    if "scale" in args.only or "fleet" in args.only:
         needs.add("psycopg")
 
     idle = IdleControl(wanted=not args.cpus_may_sleep)

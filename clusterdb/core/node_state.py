@@ -116,6 +116,9 @@ class NodeRecord:
     retired: bool = field(default=False, repr=False)
     """Removed from its cluster, or replaced by a changed node's record: its late results
     are not its to record (runtime.membership)."""
+    observed_at: float | None = None
+    """``now`` of the last connect that found the node up with its role read (a probe
+    due within a heartbeat of it is skipped: :meth:`observation`)."""
     # -- caches --
     keep: tuple[float, float] = field(default=_NO_BAND, repr=False)
     """The band kept rankings ranked this node's estimate within (RankingCache.band)."""
@@ -212,6 +215,8 @@ class NodeRecord:
         """An attempt connected after ``latency`` s and saw ``role`` (None: not read);
         ``discarded``: its connection was closed unused. Counted, observed, role set, up."""
         rerank = self.on_returned(latency, now, wall)
+        if role is not None:
+            self.observed_at = now
         if discarded:
             self.discarded += 1
         elif self.served < self.trial_serves:
@@ -231,6 +236,14 @@ class NodeRecord:
         value = estimate.value_at(now)  # this runs on every connect
         low, high = self.keep
         return value is None or not low <= value <= high
+
+    def observation(self, max_lag: float | None) -> float | None:
+        """When a connect last saw what a probe would read, or None: never, or never
+        enough (a replica's lag under ``max_lag``, a Galera node's state: only probes read
+        those)."""
+        if self.galera is not None or (max_lag is not None and self.role == "replica"):
+            return None
+        return self.observed_at
 
     def on_failed(self, line: str, now: float, wall: float) -> Transition:
         """An attempt failed with ``line`` (scrubbed, one line): counted, the node down."""

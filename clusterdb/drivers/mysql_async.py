@@ -243,7 +243,10 @@ class AsyncmyAdapter(AsyncAdapter):
         if spoke:
             return await _connected(kwargs, timeout - (time.monotonic() - began), sock)
 
+        handed = False  # once asyncmy has the socket, its transport closes it, not us
+
         async def finish(remaining: float) -> Any:
+            nonlocal handed
             started = time.monotonic()
             try:
                 spoke = await _greeted(loop, sock, remaining)
@@ -254,9 +257,18 @@ class AsyncmyAdapter(AsyncAdapter):
                 silence = _silence(sock)
                 sock.close()
                 raise _cannot_connect(host, TimeoutError(silence))
+            handed = True
             return await _connected(kwargs, remaining - (time.monotonic() - started), sock)
 
-        return AsyncPending(finish, sock.close)
+        def cancel() -> None:
+            # Called whenever the attempt's task ends, won or not: closing the socket under
+            # asyncmy's live transport would leave that transport registered on a closed
+            # descriptor (its connection stuck forever, and the loop refusing the next socket
+            # given the same number: "File descriptor N is used by transport").
+            if not handed:
+                sock.close()
+
+        return AsyncPending(finish, cancel)
 
     async def detect_role(self, conn: Any) -> Role | None:
         # A plain cursor, no transaction left open: the connection as asyncmy would give it.

@@ -82,9 +82,9 @@ class Cluster(Membership, Counts, Redacting, Discovering):
         self.hedges = HedgeLedger()  # connects and hedges in flight; under the lock
         # The floor: a quarter of the latency window's absolute part (docs/design/state.md).
         self._rankings = RankingCache(floor=selection.window_ms / 4 / 1000.0)
-        # (node, latency, monotonic, wall) of connections returned whose bookkeeping waits
-        # for fold(); each is also still counted in _in_flight and its node's pending.
-        self._outbox: deque[tuple[NodeRecord, float, float, float]] = deque()
+        # (node, latency, monotonic, wall, role read) of connections returned whose bookkeeping
+        # waits for fold(); each is also still counted in _in_flight and its node's pending.
+        self._outbox: deque[tuple[NodeRecord, float, float, float, bool]] = deque()
         self._locked = Locked(self.name, self._lock, self._fold, self._rankings)
         # Pools: the tag each connection carries, per node; retired by close().
         self.tags = node_tags(self)
@@ -263,7 +263,7 @@ class Cluster(Membership, Counts, Redacting, Discovering):
         if n is None or n.state != "up" or n.served < n.trial_serves or (role and role != n.role):
             self.record_success(node, latency, role, False, returned=True)
             return
-        self._outbox.append((n, latency, time.monotonic(), time.time()))
+        self._outbox.append((n, latency, time.monotonic(), time.time(), role is not None))
         if log.isEnabledFor(logging.DEBUG):
             log_connected(self.name, node, latency)
 
@@ -279,7 +279,9 @@ class Cluster(Membership, Counts, Redacting, Discovering):
         """Hold the lock."""
         outbox = self._outbox
         while outbox:
-            n, latency, now, wall = outbox.popleft()
+            n, latency, now, wall, observed = outbox.popleft()
+            if observed:
+                n.observed_at = now
             self._connects += 1
             self.hedges.connecting -= 1
             if n.retired:  # removed or changed since: the count is all that is left
@@ -369,14 +371,6 @@ class Cluster(Membership, Counts, Redacting, Discovering):
         outcome = probe_once(self.adapter, target, timeout, self.credentials)
         self.record_probe(node, outcome, record)
         return outcome.ok
-
-    def watch(self, watcher: Watcher) -> None:
-        """Have ``watcher`` (the process's monitor) watch this cluster; cheap once it does."""
-        if not self.config.options.monitor:
-            return
-        if self._watched_by is not watcher:  # first use, after close(), or in a forked child
-            watcher.watch(self)
-            self._watched_by = watcher
 
     def close(self) -> None:
         """Stop this cluster's background work (it is being unregistered or replaced)."""

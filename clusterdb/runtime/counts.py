@@ -1,5 +1,6 @@
 """A runtime cluster's counters, mixed into :class:`~clusterdb.runtime.cluster.Cluster`:
-the stats snapshot and reset, and what connect(after=token) learned and counted.
+the stats snapshot and reset, what connect(after=token) learned and counted, and when the
+process's own connects last saw a node (the monitor skips a probe they made needless).
 
 Every read and write of a counter is under the cluster's lock (``_locked`` folds queued
 returns first, so a snapshot counts every connect that has returned).
@@ -11,6 +12,7 @@ import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from clusterdb.config import ClusterConfig
 from clusterdb.core.causal_rules import Position
 from clusterdb.core.node_state import NodeRecord
 from clusterdb.core.stats import ClusterStats
@@ -25,6 +27,7 @@ class Counts:
     here and set by its constructor)."""
 
     name: str
+    config: ClusterConfig
     adapter: DriverAdapter
     _lock: threading.Lock
     _locked: Locked
@@ -32,6 +35,13 @@ class Counts:
     _connects: int
     _failures: int
     _causal: tuple[int, int]
+
+    def observed_at(self, node: str) -> float | None:
+        """When this process's connects last saw ``node`` as a probe would (monotonic), or
+        None (:meth:`NodeRecord.observation`; also for a node removed meanwhile). No lock: a
+        stale answer only means a probe that could have been skipped runs."""
+        n = self._nodes.get(node)
+        return None if n is None else n.observation(self.config.options.max_lag)
 
     def replica_positions(self) -> dict[str, Position | None]:
         """Each replica's applied position as last seen (a probe, a connect's question)."""

@@ -81,6 +81,16 @@ class Membership:
     refresh_redactor: Callable[[], None]  # Redacting's
     _start_discovery: Callable[[], None]  # Discovering's
 
+    # -- the monitor --
+
+    def watch(self, watcher: Watcher) -> None:
+        """Have ``watcher`` (the process's monitor) watch this cluster; cheap once it does."""
+        if not self.config.options.monitor:
+            return
+        if self._watched_by is not watcher:  # first use, after close(), or in a forked child
+            watcher.watch(self)
+            self._watched_by = watcher
+
     # -- drain --
 
     def drain(self, node: str) -> None:

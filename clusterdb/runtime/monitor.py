@@ -1,7 +1,8 @@
 """The background monitor: one daemon thread that schedules probes of the nodes it watches.
 
-Healthy nodes are probed once per heartbeat (round-trip time, role, lag), down nodes on a capped
-exponential backoff (:class:`~clusterdb.core.schedule.ProbeSchedule`); at most one probe per
+Healthy nodes are probed once per heartbeat (round-trip time, role, lag), unless the process's
+own connects saw them within it, down nodes on a capped exponential backoff
+(:class:`~clusterdb.core.schedule.ProbeSchedule`); at most one probe per
 node is in flight, run by ``spawn``. The thread sleeps on an event until the next probe is due
 and holds clusters only weakly, so an idle monitor costs no CPU and keeps nothing alive. The
 process's one monitor lives in :mod:`clusterdb.runtime.process`.
@@ -49,6 +50,10 @@ class Probed(Protocol):
 
     def probe(self, node: str) -> bool:
         """Connect to ``node``, read its role and lag, record the outcome; True when it answered."""
+        ...
+
+    def observed_at(self, node: str) -> float | None:
+        """When the process's own connects last saw ``node`` as a probe would, or None."""
         ...
 
 
@@ -208,20 +213,33 @@ class Monitor:
                     if key in self._in_flight:
                         continue
                     if schedule.due_at <= now:
-                        self._in_flight.add(key)
-                        due.append((cluster, name))
-                    else:
-                        next_at = min(next_at, schedule.due_at)
-            for cluster, at in list(self._discovery.items()):
-                key = (id(cluster), DISCOVER)
-                if key in self._in_flight:
-                    continue
-                if at <= now:
-                    self._in_flight.add(key)
-                    due.append((cluster, DISCOVER))
-                else:
-                    next_at = min(next_at, at)
+                        instead = schedule.deferred(
+                            now, cluster.options.heartbeat, cluster.observed_at(name)
+                        )
+                        if instead is None:
+                            self._in_flight.add(key)
+                            due.append((cluster, name))
+                            continue
+                        schedule = nodes[name] = instead  # the connects saw it: no probe
+                    next_at = min(next_at, schedule.due_at)
+            next_at = self._collect_discovery(now, due, next_at)
         return due, max(0.0, next_at - now)
+
+    def _collect_discovery(
+        self, now: float, due: list[tuple[Probed, str]], next_at: float
+    ) -> float:
+        """Hold the lock: add the discovery polls due now to ``due``; the earliest later one
+        (or ``next_at``)."""
+        for cluster, at in list(self._discovery.items()):
+            key = (id(cluster), DISCOVER)
+            if key in self._in_flight:
+                continue
+            if at <= now:
+                self._in_flight.add(key)
+                due.append((cluster, DISCOVER))
+            else:
+                next_at = min(next_at, at)
+        return next_at
 
     def _discover(self, cluster: Probed) -> None:
         """Poll ``cluster``'s discovery source; the next poll a heartbeat later, or sooner

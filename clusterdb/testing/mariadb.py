@@ -265,7 +265,11 @@ class MariaDBCluster(Cluster):
         if not old.running:
             return
         if not old.hung:
-            # Best effort: let the replicas get what the old primary has before it goes.
+            # Best effort: stop the writes (read_only: the application user lacks READ ONLY
+            # ADMIN), then let the replicas get what the old primary has before it goes; a
+            # write acknowledged during the wait would otherwise miss the promoted replica.
+            with contextlib.suppress(Exception):
+                self.execute(old, "SET GLOBAL read_only = 1")
             with contextlib.suppress(Exception):
                 self._wait_caught_up(
                     [n for n in self.replicas if n.running and not n.hung],

@@ -172,6 +172,16 @@ class PostgresCluster(Cluster):
         if not rows or rows[0][0] is not True:
             raise HarnessError(f"pg_promote() on {node.name} did not finish within 30 s")
 
+    def switchover(self, node: TestNode) -> None:
+        """Switch over to replica ``node``: the old primary is fenced (a fast shutdown sends
+        its last WAL to the standbys), ``node`` promoted, and the old primary started again as a
+        replica of it. ``heal()`` brings back the original shape."""
+        with self._lock:
+            old = self.primary
+            self.promote(node)
+            self._start_nodes([old])
+            self._wait_streaming(timeout=30.0)
+
     def _repoint(self, node: TestNode) -> None:
         self._reload(node)
 

@@ -128,3 +128,28 @@ def test_a_favourite_gone_silent_is_handed_to_a_task_and_hedged(
         assert snap.failures == 0
         assert all(n.pending == 0 for n in snap.nodes)
         assert (snap.node(silent).connect_errors, snap.node(silent).state) == (1, "down")
+
+
+def test_a_connection_won_by_a_pending_attempt_stays_usable(
+    mariadb_cluster: MariaDBCluster,
+) -> None:
+    # Regression (found by the chaos suite): a pending attempt's clean-up ran when its task
+    # ended, won or not, and closed the socket under asyncmy's live transport; the winner's
+    # first query then waited forever, and the loop refused the next socket given the same
+    # descriptor number ("File descriptor N is used by transport").
+    with registered(mariadb_cluster, ssl_disabled=True, connect_timeout=5) as name:
+
+        async def main() -> int:
+            for _ in range(10):  # the nodes learnt: sub-millisecond hedge delays
+                await close(await clusterdb.connect_async(name))
+            for node in mariadb_cluster.nodes:
+                node.proxy.set_delay(0.2)  # every greeting now comes after the hedge delay
+            for _ in range(5):
+                conn = await clusterdb.connect_async(name)
+                async with asyncio.timeout(10):
+                    assert await whoami(mariadb_cluster, conn) in ("mdb0", "mdb1")
+                await close(conn)
+            return sum(n.discarded for n in clusterdb.stats.snapshot(name).nodes)
+
+        discarded = asyncio.run(main())
+        assert discarded > 0  # attempts were pending and raced, the path under test

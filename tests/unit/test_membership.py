@@ -145,7 +145,7 @@ def test_a_queued_return_of_a_node_removed_before_the_fold_is_only_counted(
     cluster.begin("any", prefer="b")
     record = cluster._nodes["b"]  # read without the lock by record_returned() ...
     cluster.remove_node("b")  # ... the node removed meanwhile ...
-    cluster._outbox.append((record, 0.001, time.monotonic(), time.time()))  # ... then queued
+    cluster._outbox.append((record, 0.001, time.monotonic(), time.time(), True))  # ... then queued
     cluster.fold()
     assert record.connects == 1
     assert cluster.stats_snapshot().connects == 1
@@ -308,6 +308,9 @@ class Listed:
         with self.lock:
             self.probed.append(node)
         return True
+
+    def observed_at(self, node: str) -> float | None:
+        return None  # no connects: every probe is due
 
 
 def wait_for(check: Any, timeout: float = 5.0) -> bool:

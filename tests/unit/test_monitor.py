@@ -50,6 +50,11 @@ class StandIn:
             with self.lock:
                 self.in_flight -= 1
 
+    observed: dict[str, float] = field(default_factory=dict)
+
+    def observed_at(self, node: str) -> float | None:
+        return self.observed.get(node)
+
     def count(self, node: str) -> int:
         with self.lock:
             return sum(1 for n, _ in self.calls if n == node)
