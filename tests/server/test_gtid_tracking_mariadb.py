@@ -95,3 +95,26 @@ def _plain(cluster: MariaDBCluster) -> Any:
     import pymysql
 
     return pymysql.connect(**cluster.connect_kwargs(cluster.primary, via_proxy=False, admin=False))
+
+
+def test_a_rolled_back_write_leaves_the_token(mariadb_cluster: MariaDBCluster) -> None:
+    """A transaction rolled back gets no GTID: the token stays the last commit's, still free,
+    and still what the server says."""
+    table = f"{mariadb_cluster.dbname}.gtid_track_rollback"
+    with registered(mariadb_cluster) as name:
+        conn = clusterdb.connect(name, role="primary", autocommit=False)
+        with contextlib.closing(conn):
+            with conn.cursor() as cur:
+                cur.execute(f"CREATE OR REPLACE TABLE {table} (id int PRIMARY KEY)")
+                cur.execute(f"INSERT INTO {table} VALUES (1)")
+            conn.commit()
+            committed = clusterdb.causal_token(conn)
+            with conn.cursor() as cur:
+                cur.execute(f"INSERT INTO {table} VALUES (2)")
+            conn.rollback()
+            before = questions(conn)
+            assert clusterdb.causal_token(conn) == committed
+            assert questions(conn) - before == 1
+            assert parse_token(committed).position == parse_gtids(server_last_gtid(conn))
+            with conn.cursor() as cur:
+                cur.execute(f"DROP TABLE {table}")

@@ -93,6 +93,15 @@ pairs = st.lists(st.tuples(names, st.binary(max_size=300)), max_size=5)
 gtids = st.tuples(*(st.integers(0, 2**32 - 1),) * 3).map(lambda t: "-".join(map(str, t)))
 
 
+def test_a_message_captured_from_mariadb() -> None:
+    """MariaDB 10.11's OK to ``SET session_track_system_variables = 'last_gtid,
+    session_track_system_variables'`` (PyMySQL's ``message``): empty info, one entry."""
+    value = b"last_gtid,session_track_system_variables"
+    data = b"\x00J\x00H\x1esession_track_system_variables(" + value
+    assert system_variables(data) == [(b"session_track_system_variables", value)]
+    assert last_gtid(data) is None
+
+
 @given(st.binary(max_size=400), pairs, pairs, gtids)
 def test_a_built_message_gives_its_gtid(
     info: bytes, before: list[tuple[bytes, bytes]], after: list[tuple[bytes, bytes]], gtid: str
