@@ -5,6 +5,7 @@ session ran are counted by the server (``Com_select``, ``Questions``)."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -34,31 +35,39 @@ def server_last_gtid(conn: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-@pytest.mark.parametrize("autocommit", [True, False])
-def test_a_token_after_a_write_costs_no_round_trip(
-    mariadb_cluster: MariaDBCluster, autocommit: bool
-) -> None:
-    table = f"{mariadb_cluster.dbname}.gtid_track_{int(autocommit)}"
-    with registered(mariadb_cluster) as name:
+@contextlib.contextmanager
+def table_session(
+    cluster: MariaDBCluster, suffix: str, autocommit: bool
+) -> Iterator[tuple[str, Any, str]]:
+    """(cluster name, a primary connection, a fresh table), the table dropped after."""
+    table = f"{cluster.dbname}.gtid_track_{suffix}"
+    with registered(cluster) as name:
         conn = clusterdb.connect(name, role="primary", autocommit=autocommit)
         with contextlib.closing(conn):
             with conn.cursor() as cur:
                 cur.execute(f"CREATE OR REPLACE TABLE {table} (id int PRIMARY KEY)")
-            for i in range(3):
-                with conn.cursor() as cur:
-                    cur.execute(f"INSERT INTO {table} VALUES (%s)", (i,))
-                if not autocommit:
-                    conn.commit()
-                before = questions(conn)
-                token = clusterdb.causal_token(conn)
-                after = questions(conn)
-                assert after - before == 1, "causal_token() sent a statement"
-                expected = server_last_gtid(conn)
-                assert expected, "the server reports no last GTID after a write"
-                assert parse_token(token, name).position == parse_gtids(expected)
+            yield name, conn, table
             with conn.cursor() as cur:
                 cur.execute(f"DROP TABLE {table}")
+
+
+@pytest.mark.parametrize("autocommit", [True, False])
+def test_a_token_after_a_write_costs_no_round_trip(
+    mariadb_cluster: MariaDBCluster, autocommit: bool
+) -> None:
+    with table_session(mariadb_cluster, str(int(autocommit)), autocommit) as (name, conn, table):
+        for i in range(3):
+            with conn.cursor() as cur:
+                cur.execute(f"INSERT INTO {table} VALUES (%s)", (i,))
+            if not autocommit:
                 conn.commit()
+            before = questions(conn)
+            token = clusterdb.causal_token(conn)
+            after = questions(conn)
+            assert after - before == 1, "causal_token() sent a statement"
+            expected = server_last_gtid(conn)
+            assert expected, "the server reports no last GTID after a write"
+            assert parse_token(token, name).position == parse_gtids(expected)
 
 
 def test_a_session_that_wrote_nothing_asks_the_server(mariadb_cluster: MariaDBCluster) -> None:
@@ -100,21 +109,15 @@ def _plain(cluster: MariaDBCluster) -> Any:
 def test_a_rolled_back_write_leaves_the_token(mariadb_cluster: MariaDBCluster) -> None:
     """A transaction rolled back gets no GTID: the token stays the last commit's, still free,
     and still what the server says."""
-    table = f"{mariadb_cluster.dbname}.gtid_track_rollback"
-    with registered(mariadb_cluster) as name:
-        conn = clusterdb.connect(name, role="primary", autocommit=False)
-        with contextlib.closing(conn):
-            with conn.cursor() as cur:
-                cur.execute(f"CREATE OR REPLACE TABLE {table} (id int PRIMARY KEY)")
-                cur.execute(f"INSERT INTO {table} VALUES (1)")
-            conn.commit()
-            committed = clusterdb.causal_token(conn)
-            with conn.cursor() as cur:
-                cur.execute(f"INSERT INTO {table} VALUES (2)")
-            conn.rollback()
-            before = questions(conn)
-            assert clusterdb.causal_token(conn) == committed
-            assert questions(conn) - before == 1
-            assert parse_token(committed).position == parse_gtids(server_last_gtid(conn))
-            with conn.cursor() as cur:
-                cur.execute(f"DROP TABLE {table}")
+    with table_session(mariadb_cluster, "rollback", False) as (_, conn, table):
+        with conn.cursor() as cur:
+            cur.execute(f"INSERT INTO {table} VALUES (1)")
+        conn.commit()
+        committed = clusterdb.causal_token(conn)
+        with conn.cursor() as cur:
+            cur.execute(f"INSERT INTO {table} VALUES (2)")
+        conn.rollback()
+        before = questions(conn)
+        assert clusterdb.causal_token(conn) == committed
+        assert questions(conn) - before == 1
+        assert parse_token(committed).position == parse_gtids(server_last_gtid(conn))
