@@ -159,6 +159,11 @@ class DriverAdapter(ABC):
         """
         return None
 
+    def tracked_position(self, conn: Any) -> str | None:
+        """The log position of ``conn``'s last write as the server reported it unasked (PyMySQL
+        on MariaDB: the tracked ``last_gtid``), or None: ``causal_token`` then asks."""
+        return None
+
     def fetch_row(self, conn: Any, sql: str) -> tuple[Any, ...] | None:
         """The first row of ``sql`` as a tuple (whatever the caller's row factory or cursor
         class), leaving no transaction open that was not open before."""

@@ -41,6 +41,7 @@ from clusterdb.drivers.base import (
     needs_no_lookup,
     nothing,
 )
+from clusterdb.drivers.pymysql_gtid import TrackingConnection, tracked_gtid
 from clusterdb.drivers.pymysql_rows import IN_TRANSACTION
 from clusterdb.drivers.pymysql_wsrep import wsrep_status
 from clusterdb.errors import ConfigError
@@ -110,7 +111,7 @@ def _unconnected(merged: Mapping[str, Any], timeout: float) -> tuple[Any, Any, A
     """A PyMySQL connection not connected yet, its timeouts bounded by ``timeout``, and the
     caller's own read and write timeouts."""
     kwargs, read_timeout, write_timeout = _bounded(merged, timeout)
-    return pymysql.connections.Connection(defer_connect=True, **kwargs), read_timeout, write_timeout
+    return TrackingConnection(defer_connect=True, **kwargs), read_timeout, write_timeout
 
 
 def _handshake(
@@ -214,6 +215,7 @@ class PyMySQLAdapter(DriverAdapter):
     operational_error = pymysql.err.OperationalError
     causal_kind = "mariadb"
     fetch_row = staticmethod(pymysql_rows.fetch_row)
+    tracked_position = staticmethod(tracked_gtid)
 
     def connect_args(self, node: NodeEntry, kwargs: Mapping[str, Any]) -> ConnectArgs:
         # libpq's "dbname" is accepted for PyMySQL's "database", at every level.
@@ -233,7 +235,7 @@ class PyMySQLAdapter(DriverAdapter):
     def connect(self, target: ConnectArgs, overrides: Mapping[str, Any], timeout: float) -> Any:
         merged = {**target.kwargs, **overrides} if overrides else target.kwargs
         kwargs, read_timeout, write_timeout = _bounded(merged, timeout)
-        conn = pymysql.connections.Connection(**kwargs)
+        conn = TrackingConnection(**kwargs)
         conn._read_timeout = read_timeout
         conn._write_timeout = write_timeout
         return conn

@@ -45,6 +45,8 @@ import pymysql
 from pymysql.connections import _pack_int24
 from pymysql.constants import CLIENT, COMMAND
 
+from clusterdb.drivers.pymysql_gtid import names_sql
+
 __all__ = ["Handshake", "PipelineRefused", "known"]
 
 log = logging.getLogger("clusterdb")
@@ -207,11 +209,9 @@ class Handshake:
 
 
 def _set_names(conn: Any) -> bytes:
-    """The statement PyMySQL's ``set_character_set`` sends for the connection's settings."""
-    query = f"SET NAMES {conn.charset}"
-    if conn.collation:
-        query += f" COLLATE {conn.collation}"
-    return query.encode(conn.encoding)
+    """The statement PyMySQL's ``set_character_set`` sends for the connection's settings (with
+    the GTID tracking of :mod:`clusterdb.drivers.pymysql_gtid` on MariaDB)."""
+    return names_sql(conn, conn.charset, conn.collation).encode(conn.encoding)
 
 
 def known(host: str, port: int, user: str, autocommit: Any = False) -> bool:

@@ -85,7 +85,10 @@ def token_of(conn: Any) -> str:
         raise InterfaceError("an asyncio connection: use await clusterdb.causal_token_async()")
     cluster = connection_cluster(conn)
     kind = causal_kind(cluster, cluster.adapter.causal_kind)
-    return str(token_from_row(cluster.name, kind, cluster.adapter.fetch_row(conn, TOKEN_SQL[kind])))
+    adapter = cluster.adapter
+    tracked = adapter.tracked_position(conn)  # no round trip when the server reported it
+    row = (tracked, "") if tracked else adapter.fetch_row(conn, TOKEN_SQL[kind])
+    return str(token_from_row(cluster.name, kind, row))
 
 
 def connect_after(

@@ -20,6 +20,7 @@ from connect_support import registered, whoami
 import clusterdb
 from clusterdb.drivers import pymysql_handshake
 from clusterdb.drivers.base import DriverAdapter
+from clusterdb.drivers.pymysql_gtid import TrackingConnection
 from clusterdb.runtime import process
 from clusterdb.testing.mariadb import MariaDBCluster
 from clusterdb.testing.proxy import Proxy
@@ -215,6 +216,7 @@ def test_a_pymysql_that_asks_for_no_set_names_gets_a_clean_connection(
         assert pymysql_handshake.known(host, node.proxy_port, user, autocommit)
         monkeypatch.setattr(pymysql_handshake, "_disabled", False)  # put back after the test
         monkeypatch.setattr(pymysql.connections.Connection, "set_character_set", lambda *a: None)
+        monkeypatch.setattr(TrackingConnection, "set_character_set", lambda *a: None)
         for _ in range(2):
             conn = adapter.start(target, {"autocommit": autocommit}, 5.0, 2.0)
             try:
