@@ -45,8 +45,17 @@ TOKEN_SQL: dict[Kind, str] = {
     # The insert position bounds every record this session committed from above (a commit
     # returns once its record is inserted, flushed or not); a standby's replay position
     # covers what a read on it saw (monotonic reads from a replica connection's token).
-    "pg": "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()"
-    f" ELSE pg_current_wal_insert_lsn() END::text, {_PG_SYSTEM}",
+    # When the last record ended at a page boundary the insert position points past the
+    # next page's header (24 bytes; 40 at a segment's start), where no record ends: a
+    # replica's replay position would never reach it until the next write, so the header is
+    # taken off (the end-of-record form, as pg_last_wal_replay_lsn() prints it).
+    "pg": "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE ("
+    "SELECT CASE WHEN (i - '0/0') % s.seg = 40 THEN i - 40"
+    " WHEN (i - '0/0') % s.blk = 24 THEN i - 24 ELSE i END"
+    " FROM pg_current_wal_insert_lsn() AS i, (SELECT"
+    " max(setting::numeric) FILTER (WHERE name = 'wal_segment_size') AS seg,"
+    " max(setting::numeric) FILTER (WHERE name = 'wal_block_size') AS blk"
+    f" FROM pg_settings) AS s) END::text, {_PG_SYSTEM}",
     # The session's last GTID, else (no write yet) everything the server has.
     "mariadb": "SELECT @@last_gtid, @@gtid_current_pos",
 }

@@ -52,6 +52,23 @@ def _is_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
+def _all_stopped(pids: Sequence[int]) -> bool:
+    """True when every thread of every live process in ``pids`` is stopped (state T or t)."""
+    for pid in pids:
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            continue  # gone
+        for task in tasks:
+            try:
+                state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if state not in ("T", "t", "Z", "X"):
+                return False
+    return True
+
+
 def _signal(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
@@ -137,6 +154,12 @@ class ServerProcess:
             for pid in new:
                 _signal(pid, signal.SIGSTOP)
             seen.update(new)
+        # kill() returns before every thread has stopped: a statement arriving in that window
+        # could still be answered. Return once the kernel shows them all stopped.
+        pids = [self.pid, *seen]
+        deadline = time.monotonic() + 2.0
+        while not _all_stopped(pids) and time.monotonic() < deadline:
+            time.sleep(0.001)
         self.stopped = True
 
     def continue_tree(self) -> None:
