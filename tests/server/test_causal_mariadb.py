@@ -22,7 +22,7 @@ from clusterdb.testing.mariadb import MariaDBCluster
 
 pytestmark = pytest.mark.mariadb
 
-CYCLES = 20
+CYCLES = 8  # each waits up to causal_wait (1 s) for the late replica: ~1 s a cycle
 ASYNC_CYCLES = 5
 Counter = collections.Counter[str]
 
