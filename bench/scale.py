@@ -92,17 +92,22 @@ def run_scale(ctx: Ctx, driver: str = "psycopg") -> ScenarioResult:
 
         for threads in c.s_threads:
             settle(name)
-            before = clusterdb.stats.snapshot(name).connects
+            before = clusterdb.stats.snapshot(name)
             xs, rate = _hammer(threads, c.s_seconds, clusterdb_op)
             settle(name)
-            returned = clusterdb.stats.snapshot(name).connects - before
+            after = clusterdb.stats.snapshot(name)
+            returned = after.connects - before.connects
             exact = "exact" if returned == len(xs) else f"MISMATCH: stats {returned}"
+            opened, discarded = _opened(before, after)
             result.add(
                 f"clusterdb, {threads} thread{'s' if threads > 1 else ''}",
                 "ms",
                 xs,
-                f"p99 {_p99(xs):.2f} ms; stats count {exact}",
+                f"p99 {_p99(xs):.2f} ms; stats count {exact}; server connections opened, "
+                "and discarded: closed unused (hedges that lost)",
                 cycles_per_s=rate,
+                opened=opened,
+                discarded=discarded,
             )
             ys, vrate = _hammer(threads, c.s_seconds, vendor_op)
             result.add(
@@ -117,6 +122,14 @@ def run_scale(ctx: Ctx, driver: str = "psycopg") -> ScenarioResult:
                 what = f"{threads} threads connecting, clusterdb / {driver} alone (cycles per s)"
                 result.goal(what, rate / vrate, GOAL_THREADS_RATIO, ">=")
     return result
+
+
+def _opened(before: Any, after: Any) -> tuple[int, int]:
+    """Server connections opened between two snapshots (every attempt that connected), and
+    those closed unused."""
+    opened = sum(n.connects for n in after.nodes) - sum(n.connects for n in before.nodes)
+    discarded = sum(n.discarded for n in after.nodes) - sum(n.discarded for n in before.nodes)
+    return opened, discarded
 
 
 def _p99(xs: list[float]) -> float:
