@@ -93,7 +93,8 @@ def summary(results: Sequence[ChaosResult], title: str = "Chaos run") -> str:
                 f"{m.traced_mark // 1024} -> {m.traced_end // 1024}",
             ),
             (
-                "RSS after warm-up -> end (MiB)",
+                "RSS after warm-up -> end (MiB; it holds the run's record of every operation "
+                "and tracemalloc's tables)",
                 f"{m.rss_mark / 2**20:.1f} -> {m.rss_end / 2**20:.1f}",
             ),
         ]
