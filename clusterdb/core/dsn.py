@@ -8,7 +8,8 @@ name positions and key names only.
 Conninfo follows libpq: ``key = value`` pairs separated by whitespace; a value is either a
 run of non-whitespace characters or single-quoted; a backslash escapes the next character in
 both. Unlike libpq, ``key= other=value`` (an empty value left unquoted, so that libpq takes
-the next pair as the value) is an error: the next pair may be a password. URLs: ``scheme://[user[:password]@][host][:port][,host[:port]...][/dbname][?k=v&...]``
+the next pair as the value) is an error, as is an unquoted value that a backslash-escaped
+space joins to the next pair (``host=a\\ password=x``): the next pair may be a password. URLs: ``scheme://[user[:password]@][host][:port][,host[:port]...][/dbname][?k=v&...]``
 with percent-encoding; ``postgresql://`` and ``postgres://`` give ``dbname``, ``mysql://``
 and ``mariadb://`` give ``database`` (each driver's own keyword). Several hosts stay one
 comma-separated ``host`` (and ``port``) value, as libpq keeps them.
@@ -143,6 +144,14 @@ def _conninfo_value(s: str, pos: int, key: str) -> tuple[str, int]:
             pos += 1
             if pos >= len(s):
                 break
+            if s[pos] in _WHITESPACE and _PAIR_START.match(s, pos + 1):
+                # libpq reads "host=a\\ password=x" as the host "a password=x": the password
+                # would be shown wherever the node is named (found by fuzzing).
+                raise ConfigError(
+                    f"malformed conninfo string: the value of {key!r} runs into the next "
+                    "key=value pair through a backslash-escaped space (quote a value that "
+                    f"holds spaces: {key}='a b')"
+                )
         chars.append(s[pos])
         pos += 1
     return "".join(chars), pos

@@ -192,6 +192,17 @@ def test_an_unquoted_empty_value_before_a_password_is_an_error_not_a_host(key: s
     assert parse_dsn("password = x=y") == {"password": "x=y"}  # libpq's reading kept here
 
 
+@pytest.mark.parametrize("value", ["\\ ", "a\\ ", "a\\\t", "a\\ \\ "])
+def test_an_escaped_space_that_joins_the_password_to_a_value_is_an_error(value: str) -> None:
+    # Found by fuzzing: libpq reads "host=\\ password='x'" as the host " password='x'", so the
+    # password was shown as the node's address in stats.
+    spec = f"host={value}password='{PASSWORD}'"
+    with pytest.raises(ConfigError, match="backslash-escaped space") as info:
+        clusterdb.register("fuzz-escaped", "psycopg", [spec])
+    _assert_clean(info.value)
+    assert parse_dsn("host=a\\ b port=1") == {"host": "a b", "port": "1"}  # still a value
+
+
 # -- config files -------------------------------------------------------------------------------
 
 
