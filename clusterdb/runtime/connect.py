@@ -62,7 +62,8 @@ def connect(
                 cluster, node, _start, cluster, node, overrides, timeout, patience, cluster.fold
             )
             if not isinstance(conn, _NOT_CONNECTED):
-                done, role = _settled_here(cluster, node, conn, wanted, detect)
+                # Most connects: the node's role is known, nothing to read (and no call).
+                done, role = _settled_here(cluster, node, conn, wanted) if detect(node) else _WON
                 if done:
                     tag(conn, cluster.tags[node])
                     cluster.record_returned(node, monotonic() - began, role)
@@ -90,14 +91,16 @@ def connect(
     return bound(adapter, conn, query_timeout)
 
 
+_WON: tuple[bool, Role | None] = (True, None)  # a node whose role is known: won, none read
+
+
 def _settled_here(
-    cluster: Cluster, node: str, conn: Any, wanted: WantedRole, detect: Callable[[str], bool]
+    cluster: Cluster, node: str, conn: Any, wanted: WantedRole
 ) -> tuple[bool, Role | None]:
-    """Whether the first attempt's connection wins outright, and the role read on it: its
-    node's role is known, or read with no round trip (psycopg) and fits ``wanted``. Anything
-    else (a role to query, a wrong role, a prefer-replica primary) is the race's to handle."""
-    if not detect(node):
-        return True, None
+    """Whether the first attempt's connection, on a node whose role is to be read
+    (``detect(node)``; else it has won: :data:`_WON`), wins outright, and the role read on it:
+    read with no round trip (psycopg) and fitting ``wanted``. Anything else (a role to query,
+    a wrong role, a prefer-replica primary) is the race's to handle."""
     adapter = cluster.adapter
     if not adapter.role_is_free:
         return False, None
