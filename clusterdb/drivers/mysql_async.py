@@ -29,7 +29,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import pymysql
 from asyncmy import cursors
@@ -100,6 +100,23 @@ class _PreferredTLS(_Connection):  # type: ignore[misc]  # untyped in asyncmy's 
             self._ssl_context = self._clusterdb_tls
             self._client_flag |= _CLIENT_SSL
         await super()._request_authentication()
+
+
+class _Socket(socket.socket):
+    """A socket whose repr is its server's ``host:port``: asyncmy writes the socket it is
+    given into the connection's ``host_info`` (``"socket %s"``), and a socket's own repr asks
+    the kernel twice (getsockname(), getpeername(): some 4 us per connect). So ``host_info``
+    reads as asyncmy writes it for a connection it opens itself: ``socket host:port``."""
+
+    __slots__ = ("address",)
+
+    address: str
+
+    def __repr__(self) -> str:
+        try:
+            return self.address
+        except AttributeError:  # not set yet
+            return super().__repr__()
 
 
 def _cursor_class(cls: Any) -> Any:
@@ -192,7 +209,9 @@ class AsyncmyAdapter(AsyncAdapter):
         # The translated keywords of each node (no overrides), kept with the node's target.
         self._kwargs: dict[int, tuple[ConnectArgs, dict[str, Any]]] = {}
 
-    def _kwargs_for(self, target: ConnectArgs, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    def _kwargs_for(self, target: ConnectArgs, overrides: Mapping[str, Any]) -> Mapping[str, Any]:
+        """asyncmy's keywords for ``target`` and ``overrides``: the kept ones themselves
+        when there are no overrides (read, never changed: :func:`_connected` copies)."""
         if overrides:
             return asyncmy_kwargs({**target.kwargs, **overrides})
         kept = self._kwargs.get(id(target))
@@ -200,7 +219,7 @@ class AsyncmyAdapter(AsyncAdapter):
             if len(self._kwargs) > 1024:  # clusters registered again and again
                 self._kwargs.clear()
             kept = self._kwargs[id(target)] = (target, asyncmy_kwargs(target.kwargs))
-        return dict(kept[1])
+        return kept[1]
 
     async def connect(
         self, target: ConnectArgs, overrides: Mapping[str, Any], timeout: float
@@ -227,14 +246,14 @@ class AsyncmyAdapter(AsyncAdapter):
         if kwargs.get("unix_socket") or kwargs.get("ssl") or not needs_no_lookup(host):
             return await super().start(target, overrides, timeout, patience)
         began = time.monotonic()
+        port = int(kwargs.get("port") or 3306)
         try:
-            sock = _open(host, int(kwargs.get("port") or 3306))
+            sock = cast(_Socket, _open(host, port, _Socket))  # TCP_NODELAY, SO_KEEPALIVE set
         except OSError as exc:
             raise _cannot_connect(host, exc) from exc
+        sock.address = f"{host}:{port}"
         loop = asyncio.get_running_loop()
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
             idle()
             spoke = await _greeted(loop, sock, patience)
         except BaseException:
