@@ -48,7 +48,6 @@ def connect(
         cluster, wanted, overrides, adapter.operational_error, adapter.role_is_free, prefer, avoid
     )
     begun: Begun | None = None
-    credentials = cluster.credentials  # a password provider, asked once per attempt
     try:
         if adapter.starts_inline and not chosen.race:
             # The first attempt, in this thread. When it connects to a node of known role,
@@ -69,15 +68,10 @@ def connect(
                     cluster.record_returned(node, monotonic() - began, role)
                     return bound(adapter, conn, query_timeout)
             begun = Begun(conn, began)
-
-        def attempt(node: str, remaining: float) -> Any:
-            given = overrides if credentials is None else credentials.overrides(overrides)
-            return adapter.connect(cluster.target(node), given, remaining)
-
         conn = race(
             cluster,
             chosen,
-            attempt,
+            _attempt(cluster, overrides),
             timeout=timeout,
             wanted=wanted,
             detect=detect,
@@ -89,6 +83,19 @@ def connect(
         raise
     cluster.record_outcome(True)
     return bound(adapter, conn, query_timeout)
+
+
+def _attempt(cluster: Cluster, overrides: Mapping[str, Any]) -> Callable[[str, float], Any]:
+    """The race's attempt function: ``adapter.connect()`` on a node's driver arguments, with a
+    fresh password when the cluster has a provider (asked once per attempt). Made only when
+    there is a race: a closure in :func:`connect` would cost every connect its cells."""
+    adapter, credentials = cluster.adapter, cluster.credentials
+
+    def attempt(node: str, remaining: float) -> Any:
+        given = overrides if credentials is None else credentials.overrides(overrides)
+        return adapter.connect(cluster.target(node), given, remaining)
+
+    return attempt
 
 
 _WON: tuple[bool, Role | None] = (True, None)  # a node whose role is known: won, none read
