@@ -75,6 +75,7 @@ def _stub() -> None:
         (mysql_async, "_open", lambda host, port, kind=None: sock),
         (mysql_async, "_greeted", greeted),
         (mysql_async, "_connected", connected),
+        (mysql_async, "_unconnected", lambda kwargs, timeout, sock: None),
     ]
     for owner, name, stub in stubs:
         setattr(owner, name, stub)

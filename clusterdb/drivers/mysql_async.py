@@ -171,20 +171,26 @@ async def _greeted(loop: asyncio.AbstractEventLoop, sock: socket.socket, patienc
     return True
 
 
-async def _connected(
-    kwargs: Mapping[str, Any], timeout: float, sock: socket.socket | None = None
-) -> Any:
-    """asyncmy's connection for ``kwargs`` (on ``sock`` when given: the greeting is there to
-    read), or asyncmy's error after ``timeout`` s. Nothing is left open when it fails or is
-    cancelled."""
-    host = kwargs.get("host") or "localhost"
+def _unconnected(kwargs: Mapping[str, Any], timeout: float, sock: socket.socket | None) -> Any:
+    """asyncmy's connection object for ``kwargs`` (on ``sock`` when given), not connected yet
+    (nothing opened: dropping it unconnected leaves ``sock`` as it was)."""
     given = {**kwargs, "connect_timeout": max(timeout, 0.001), "sock": sock}
     preferred = given.pop(_PREFERRED, None)
     if preferred is None:
-        conn = _Connection(**given)
-    else:
-        conn = _PreferredTLS(**given)
-        conn._clusterdb_tls = preferred
+        return _Connection(**given)
+    conn = _PreferredTLS(**given)
+    conn._clusterdb_tls = preferred
+    return conn
+
+
+async def _connected(
+    kwargs: Mapping[str, Any], timeout: float, sock: socket.socket | None = None, made: Any = None
+) -> Any:
+    """asyncmy's connection for ``kwargs`` (on ``sock`` when given: the greeting is there to
+    read; ``made``: its :func:`_unconnected` object, when built already), or asyncmy's error
+    after ``timeout`` s. Nothing is left open when it fails or is cancelled."""
+    host = kwargs.get("host") or "localhost"
+    conn = _unconnected(kwargs, timeout, sock) if made is None else made
     try:
         async with asyncio.timeout(timeout):
             await conn.connect()  # closes its socket on any failure, cancellation included
@@ -198,6 +204,40 @@ async def _connected(
             raise _cannot_connect(host, exc) from exc
         raise
     return conn
+
+
+def _pending(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, host: str, kwargs: Mapping[str, Any]
+) -> AsyncPending:
+    """The attempt on ``sock``, whose server has not spoken yet, for a task to finish (made
+    apart from :meth:`AsyncmyAdapter.start`: its closures would cost every connect their
+    cells)."""
+    handed = False  # once asyncmy has the socket, its transport closes it, not us
+
+    async def finish(remaining: float) -> Any:
+        nonlocal handed
+        started = time.monotonic()
+        try:
+            spoke = await _greeted(loop, sock, remaining)
+        except BaseException:
+            sock.close()
+            raise
+        if not spoke:
+            silence = _silence(sock)
+            sock.close()
+            raise _cannot_connect(host, TimeoutError(silence))
+        handed = True
+        return await _connected(kwargs, remaining - (time.monotonic() - started), sock)
+
+    def cancel() -> None:
+        # Called whenever the attempt's task ends, won or not: closing the socket under
+        # asyncmy's live transport would leave that transport registered on a closed
+        # descriptor (its connection stuck forever, and the loop refusing the next socket
+        # given the same number: "File descriptor N is used by transport").
+        if not handed:
+            sock.close()
+
+    return AsyncPending(finish, cancel)
 
 
 class AsyncmyAdapter(AsyncAdapter):
@@ -254,40 +294,18 @@ class AsyncmyAdapter(AsyncAdapter):
         sock.address = f"{host}:{port}"
         loop = asyncio.get_running_loop()
         try:
+            # Built and ``idle`` run while the server greets, as PyMySQL's (its own timeout is
+            # the whole ``timeout``: the one _connected() sets from what is left comes first).
+            made = _unconnected(kwargs, timeout, sock)
             idle()
             spoke = await _greeted(loop, sock, patience)
         except BaseException:
             sock.close()
             raise
         if spoke:
-            return await _connected(kwargs, timeout - (time.monotonic() - began), sock)
+            return await _connected(kwargs, timeout - (time.monotonic() - began), sock, made)
 
-        handed = False  # once asyncmy has the socket, its transport closes it, not us
-
-        async def finish(remaining: float) -> Any:
-            nonlocal handed
-            started = time.monotonic()
-            try:
-                spoke = await _greeted(loop, sock, remaining)
-            except BaseException:
-                sock.close()
-                raise
-            if not spoke:
-                silence = _silence(sock)
-                sock.close()
-                raise _cannot_connect(host, TimeoutError(silence))
-            handed = True
-            return await _connected(kwargs, remaining - (time.monotonic() - started), sock)
-
-        def cancel() -> None:
-            # Called whenever the attempt's task ends, won or not: closing the socket under
-            # asyncmy's live transport would leave that transport registered on a closed
-            # descriptor (its connection stuck forever, and the loop refusing the next socket
-            # given the same number: "File descriptor N is used by transport").
-            if not handed:
-                sock.close()
-
-        return AsyncPending(finish, cancel)
+        return _pending(loop, sock, host, kwargs)
 
     async def detect_role(self, conn: Any) -> Role | None:
         # A plain cursor, no transaction left open: the connection as asyncmy would give it.
