@@ -19,6 +19,7 @@ event loop and returns the asyncio driver's connection.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from clusterdb import stats
@@ -39,6 +40,7 @@ from clusterdb.errors import (
 )
 from clusterdb.runtime import pooled, process
 from clusterdb.runtime.causal import connect_after, token_of
+from clusterdb.runtime.connect import connect as _connect
 from clusterdb.runtime.pooled import NodeRef
 from clusterdb.runtime.routed import RoutedConnection, RoutedCursor
 
@@ -179,6 +181,8 @@ def connect(
     cluster = process.get(name)
     if role == "auto":
         return RoutedConnection(cluster, overrides, after)
+    if after is None:  # what connect_after() would do, one call sooner
+        return _connect(cluster, role, overrides)
     return connect_after(cluster, role, overrides, after)
 
 
@@ -213,14 +217,29 @@ async def connect_async(
     ``OperationalError``). Cancelling it (``asyncio.wait_for``...) cancels its attempts and
     closes whatever they opened.
     """
-    from clusterdb.runtime.causal_async import connect_after_async
-
     cluster = process.get(name)
     if role == "auto":
         from clusterdb.runtime.routed_async import AsyncRoutedConnection
 
         return AsyncRoutedConnection(cluster, overrides, after)
+    if after is None:  # what connect_after_async() would do, one coroutine sooner
+        return await (_connect_async or _import_connect_async())(cluster, role, overrides)
+    from clusterdb.runtime.causal_async import connect_after_async
+
     return await connect_after_async(cluster, role, overrides, after)
+
+
+# runtime.connect_async.connect_async, imported by the first connect_async() (asyncio with it):
+# kept here, as an import statement costs more than half a microsecond on every call.
+_connect_async: Callable[..., Awaitable[Any]] | None = None
+
+
+def _import_connect_async() -> Callable[..., Awaitable[Any]]:
+    global _connect_async
+    from clusterdb.runtime.connect_async import connect_async as imported
+
+    _connect_async = imported
+    return imported
 
 
 def close(timeout: float = 1.0) -> bool:

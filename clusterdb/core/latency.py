@@ -79,6 +79,12 @@ class LatencyEstimate:
 
     def observe(self, sample: float, now: float) -> LatencyEstimate:
         """The estimate after a connect that took ``sample`` seconds, finished at ``now``."""
+        return self.observed(sample, now)[0]
+
+    def observed(self, sample: float, now: float) -> tuple[LatencyEstimate, float]:
+        """:meth:`observe`, and the new estimate's :meth:`value_at` ``now`` (the same
+        number, worked out from what observing has at hand: no decay at its own
+        ``last_update``, no lower bound, and its floor among the samples just kept)."""
         if not 0.0 <= sample < math.inf:  # also catches NaN; the check itself is a call
             sample = _check(sample, "latency sample")
         # Not through __init__ (nor dataclasses.replace(), slower still): this runs on every
@@ -86,12 +92,12 @@ class LatencyEstimate:
         new = object.__new__(LatencyEstimate)
         fields = new.__dict__
         fields.update(self.__dict__)
-        fields["value"] = self._blend(sample, now)
+        value = fields["value"] = self._blend(sample, now)
         fields["last_update"] = now
-        fields["recent"] = (*self.recent, sample)[-self.window :]
+        recent = fields["recent"] = (*self.recent, sample)[-self.window :]
         fields["samples"] = self.samples + 1
         fields["bound"] = None  # an answer supersedes "has not answered yet"
-        return new
+        return new, math.sqrt(value * min(recent[-self.settle :]))
 
     def observe_lower_bound(self, elapsed: float, now: float) -> LatencyEstimate:
         """The node has not answered after ``elapsed`` seconds (a hedge fired): the estimate

@@ -232,10 +232,9 @@ class NodeRecord:
         trial, its role as known): counted and observed. True when rankings must go."""
         self.connects += 1
         self.last_success_at = wall
-        estimate = self.latency = self.latency.observe(latency, now)  # _observe(), inlined:
-        value = estimate.value_at(now)  # this runs on every connect
-        low, high = self.keep
-        return value is None or not low <= value <= high
+        self.latency, value = self.latency.observed(latency, now)  # _observe(), inlined:
+        low, high = self.keep  # this runs on every connect
+        return not low <= value <= high
 
     def observation(self, max_lag: float | None) -> float | None:
         """When a connect last saw what a probe would read, or None: never, or never
@@ -313,10 +312,9 @@ class NodeRecord:
         return _transition(True, DrainChanged(self.name, drained))
 
     def _observe(self, latency: float, now: float) -> bool:
-        estimate = self.latency = self.latency.observe(latency, now)
-        value = estimate.value_at(now)
+        self.latency, value = self.latency.observed(latency, now)
         low, high = self.keep
-        return value is None or not low <= value <= high
+        return not low <= value <= high
 
     def _set_role(self, role: Role | None) -> RoleChanged | None:
         if role is None or role == self.role:

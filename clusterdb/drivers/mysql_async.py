@@ -29,7 +29,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import pymysql
 from asyncmy import cursors
@@ -102,6 +102,23 @@ class _PreferredTLS(_Connection):  # type: ignore[misc]  # untyped in asyncmy's 
         await super()._request_authentication()
 
 
+class _Socket(socket.socket):
+    """A socket whose repr is its server's ``host:port``: asyncmy writes the socket it is
+    given into the connection's ``host_info`` (``"socket %s"``), and a socket's own repr asks
+    the kernel twice (getsockname(), getpeername(): some 4 us per connect). So ``host_info``
+    reads as asyncmy writes it for a connection it opens itself: ``socket host:port``."""
+
+    __slots__ = ("address",)
+
+    address: str
+
+    def __repr__(self) -> str:
+        try:
+            return self.address
+        except AttributeError:  # not set yet
+            return super().__repr__()
+
+
 def _cursor_class(cls: Any) -> Any:
     if isinstance(cls, type) and issubclass(cls, cursors.Cursor):
         return cls
@@ -154,20 +171,26 @@ async def _greeted(loop: asyncio.AbstractEventLoop, sock: socket.socket, patienc
     return True
 
 
-async def _connected(
-    kwargs: Mapping[str, Any], timeout: float, sock: socket.socket | None = None
-) -> Any:
-    """asyncmy's connection for ``kwargs`` (on ``sock`` when given: the greeting is there to
-    read), or asyncmy's error after ``timeout`` s. Nothing is left open when it fails or is
-    cancelled."""
-    host = kwargs.get("host") or "localhost"
+def _unconnected(kwargs: Mapping[str, Any], timeout: float, sock: socket.socket | None) -> Any:
+    """asyncmy's connection object for ``kwargs`` (on ``sock`` when given), not connected yet
+    (nothing opened: dropping it unconnected leaves ``sock`` as it was)."""
     given = {**kwargs, "connect_timeout": max(timeout, 0.001), "sock": sock}
     preferred = given.pop(_PREFERRED, None)
     if preferred is None:
-        conn = _Connection(**given)
-    else:
-        conn = _PreferredTLS(**given)
-        conn._clusterdb_tls = preferred
+        return _Connection(**given)
+    conn = _PreferredTLS(**given)
+    conn._clusterdb_tls = preferred
+    return conn
+
+
+async def _connected(
+    kwargs: Mapping[str, Any], timeout: float, sock: socket.socket | None = None, made: Any = None
+) -> Any:
+    """asyncmy's connection for ``kwargs`` (on ``sock`` when given: the greeting is there to
+    read; ``made``: its :func:`_unconnected` object, when built already), or asyncmy's error
+    after ``timeout`` s. Nothing is left open when it fails or is cancelled."""
+    host = kwargs.get("host") or "localhost"
+    conn = _unconnected(kwargs, timeout, sock) if made is None else made
     try:
         async with asyncio.timeout(timeout):
             await conn.connect()  # closes its socket on any failure, cancellation included
@@ -183,6 +206,40 @@ async def _connected(
     return conn
 
 
+def _pending(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, host: str, kwargs: Mapping[str, Any]
+) -> AsyncPending:
+    """The attempt on ``sock``, whose server has not spoken yet, for a task to finish (made
+    apart from :meth:`AsyncmyAdapter.start`: its closures would cost every connect their
+    cells)."""
+    handed = False  # once asyncmy has the socket, its transport closes it, not us
+
+    async def finish(remaining: float) -> Any:
+        nonlocal handed
+        started = time.monotonic()
+        try:
+            spoke = await _greeted(loop, sock, remaining)
+        except BaseException:
+            sock.close()
+            raise
+        if not spoke:
+            silence = _silence(sock)
+            sock.close()
+            raise _cannot_connect(host, TimeoutError(silence))
+        handed = True
+        return await _connected(kwargs, remaining - (time.monotonic() - started), sock)
+
+    def cancel() -> None:
+        # Called whenever the attempt's task ends, won or not: closing the socket under
+        # asyncmy's live transport would leave that transport registered on a closed
+        # descriptor (its connection stuck forever, and the loop refusing the next socket
+        # given the same number: "File descriptor N is used by transport").
+        if not handed:
+            sock.close()
+
+    return AsyncPending(finish, cancel)
+
+
 class AsyncmyAdapter(AsyncAdapter):
     name = "asyncmy"
     operational_error = OperationalError
@@ -192,7 +249,9 @@ class AsyncmyAdapter(AsyncAdapter):
         # The translated keywords of each node (no overrides), kept with the node's target.
         self._kwargs: dict[int, tuple[ConnectArgs, dict[str, Any]]] = {}
 
-    def _kwargs_for(self, target: ConnectArgs, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    def _kwargs_for(self, target: ConnectArgs, overrides: Mapping[str, Any]) -> Mapping[str, Any]:
+        """asyncmy's keywords for ``target`` and ``overrides``: the kept ones themselves
+        when there are no overrides (read, never changed: :func:`_connected` copies)."""
         if overrides:
             return asyncmy_kwargs({**target.kwargs, **overrides})
         kept = self._kwargs.get(id(target))
@@ -200,7 +259,7 @@ class AsyncmyAdapter(AsyncAdapter):
             if len(self._kwargs) > 1024:  # clusters registered again and again
                 self._kwargs.clear()
             kept = self._kwargs[id(target)] = (target, asyncmy_kwargs(target.kwargs))
-        return dict(kept[1])
+        return kept[1]
 
     async def connect(
         self, target: ConnectArgs, overrides: Mapping[str, Any], timeout: float
@@ -227,48 +286,26 @@ class AsyncmyAdapter(AsyncAdapter):
         if kwargs.get("unix_socket") or kwargs.get("ssl") or not needs_no_lookup(host):
             return await super().start(target, overrides, timeout, patience)
         began = time.monotonic()
+        port = int(kwargs.get("port") or 3306)
         try:
-            sock = _open(host, int(kwargs.get("port") or 3306))
+            sock = cast(_Socket, _open(host, port, _Socket))  # TCP_NODELAY, SO_KEEPALIVE set
         except OSError as exc:
             raise _cannot_connect(host, exc) from exc
+        sock.address = f"{host}:{port}"
         loop = asyncio.get_running_loop()
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            # Built and ``idle`` run while the server greets, as PyMySQL's (its own timeout is
+            # the whole ``timeout``: the one _connected() sets from what is left comes first).
+            made = _unconnected(kwargs, timeout, sock)
             idle()
             spoke = await _greeted(loop, sock, patience)
         except BaseException:
             sock.close()
             raise
         if spoke:
-            return await _connected(kwargs, timeout - (time.monotonic() - began), sock)
+            return await _connected(kwargs, timeout - (time.monotonic() - began), sock, made)
 
-        handed = False  # once asyncmy has the socket, its transport closes it, not us
-
-        async def finish(remaining: float) -> Any:
-            nonlocal handed
-            started = time.monotonic()
-            try:
-                spoke = await _greeted(loop, sock, remaining)
-            except BaseException:
-                sock.close()
-                raise
-            if not spoke:
-                silence = _silence(sock)
-                sock.close()
-                raise _cannot_connect(host, TimeoutError(silence))
-            handed = True
-            return await _connected(kwargs, remaining - (time.monotonic() - started), sock)
-
-        def cancel() -> None:
-            # Called whenever the attempt's task ends, won or not: closing the socket under
-            # asyncmy's live transport would leave that transport registered on a closed
-            # descriptor (its connection stuck forever, and the loop refusing the next socket
-            # given the same number: "File descriptor N is used by transport").
-            if not handed:
-                sock.close()
-
-        return AsyncPending(finish, cancel)
+        return _pending(loop, sock, host, kwargs)
 
     async def detect_role(self, conn: Any) -> Role | None:
         # A plain cursor, no transaction left open: the connection as asyncmy would give it.

@@ -130,12 +130,12 @@ def _handshake(
     return conn
 
 
-def _open(host: str, port: int) -> socket.socket:
+def _open(host: str, port: int, kind: type[socket.socket] = socket.socket) -> socket.socket:
     """A TCP connection to the IP address ``host`` (TCP_NODELAY and SO_KEEPALIVE, as PyMySQL
     sets them), begun and not waited for: the server's greeting says it is made (see
     :func:`_greeted`), so the wait for the one covers the other, and a remote node's round trip
     overlaps what is done meanwhile. No getaddrinfo(), unlike socket.create_connection(): an
-    address needs no lookup, and this runs on every connect."""
+    address needs no lookup, and this runs on every connect. ``kind``: the socket class."""
     address = host.strip("[]")
     if "%" in address:  # an IPv6 scope: numeric, so getaddrinfo() asks no resolver
         numeric = socket.AI_NUMERICHOST
@@ -144,7 +144,7 @@ def _open(host: str, port: int) -> socket.socket:
     else:
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         sockaddr = (address, port)
-    sock = socket.socket(family)
+    sock = kind(family)
     try:
         sock.setblocking(False)
         error = sock.connect_ex(sockaddr)

@@ -48,7 +48,6 @@ def connect(
         cluster, wanted, overrides, adapter.operational_error, adapter.role_is_free, prefer, avoid
     )
     begun: Begun | None = None
-    credentials = cluster.credentials  # a password provider, asked once per attempt
     try:
         if adapter.starts_inline and not chosen.race:
             # The first attempt, in this thread. When it connects to a node of known role,
@@ -62,21 +61,17 @@ def connect(
                 cluster, node, _start, cluster, node, overrides, timeout, patience, cluster.fold
             )
             if not isinstance(conn, _NOT_CONNECTED):
-                done, role = _settled_here(cluster, node, conn, wanted, detect)
+                # Most connects: the node's role is known, nothing to read (and no call).
+                done, role = _settled_here(cluster, node, conn, wanted) if detect(node) else _WON
                 if done:
                     tag(conn, cluster.tags[node])
                     cluster.record_returned(node, monotonic() - began, role)
                     return bound(adapter, conn, query_timeout)
             begun = Begun(conn, began)
-
-        def attempt(node: str, remaining: float) -> Any:
-            given = overrides if credentials is None else credentials.overrides(overrides)
-            return adapter.connect(cluster.target(node), given, remaining)
-
         conn = race(
             cluster,
             chosen,
-            attempt,
+            _attempt(cluster, overrides),
             timeout=timeout,
             wanted=wanted,
             detect=detect,
@@ -90,14 +85,29 @@ def connect(
     return bound(adapter, conn, query_timeout)
 
 
+def _attempt(cluster: Cluster, overrides: Mapping[str, Any]) -> Callable[[str, float], Any]:
+    """The race's attempt function: ``adapter.connect()`` on a node's driver arguments, with a
+    fresh password when the cluster has a provider (asked once per attempt). Made only when
+    there is a race: a closure in :func:`connect` would cost every connect its cells."""
+    adapter, credentials = cluster.adapter, cluster.credentials
+
+    def attempt(node: str, remaining: float) -> Any:
+        given = overrides if credentials is None else credentials.overrides(overrides)
+        return adapter.connect(cluster.target(node), given, remaining)
+
+    return attempt
+
+
+_WON: tuple[bool, Role | None] = (True, None)  # a node whose role is known: won, none read
+
+
 def _settled_here(
-    cluster: Cluster, node: str, conn: Any, wanted: WantedRole, detect: Callable[[str], bool]
+    cluster: Cluster, node: str, conn: Any, wanted: WantedRole
 ) -> tuple[bool, Role | None]:
-    """Whether the first attempt's connection wins outright, and the role read on it: its
-    node's role is known, or read with no round trip (psycopg) and fits ``wanted``. Anything
-    else (a role to query, a wrong role, a prefer-replica primary) is the race's to handle."""
-    if not detect(node):
-        return True, None
+    """Whether the first attempt's connection, on a node whose role is to be read
+    (``detect(node)``; else it has won: :data:`_WON`), wins outright, and the role read on it:
+    read with no round trip (psycopg) and fitting ``wanted``. Anything else (a role to query,
+    a wrong role, a prefer-replica primary) is the race's to handle."""
     adapter = cluster.adapter
     if not adapter.role_is_free:
         return False, None

@@ -10,7 +10,6 @@ and hedged (:mod:`clusterdb.runtime.race_async`).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
 from time import monotonic
 from typing import Any
 
@@ -52,10 +51,32 @@ async def connect_async(
             node = plan.nodes[0]
             began = monotonic()
             patience = min(plan.hedge_delays[0], timeout)
-            start = _start(cluster, adapter, node, overrides, timeout, patience, cluster.fold)
-            conn = await _begun_here(cluster, node, start)
+            # What the attempt in the caller's task gave: a connection, an AsyncPending attempt,
+            # or the Exception it raised (the node's failure, for the race to record; a node
+            # removed since the plan fails at target()). A cancellation is not the node's
+            # failure: it propagates. Inline, as every coroutine costs one connect_async().
+            credentials = cluster.credentials  # a password provider, asked once per attempt
+            try:
+                given = (
+                    overrides
+                    if credentials is None
+                    else await credentials.overrides_async(overrides)
+                )
+                conn = await adapter.start(
+                    cluster.target(node), given, timeout, patience, cluster.fold
+                )
+            except Exception as exc:
+                conn = exc
+            except BaseException:
+                cluster.attempt_abandoned(node)
+                raise
             if not isinstance(conn, _NOT_CONNECTED):
-                done, role = await _settled_here(cluster, adapter, node, conn, wanted, detect)
+                # Most connects: the node's role is known, nothing to read (and no coroutine).
+                done, role = (
+                    await _settled_here(cluster, adapter, node, conn, wanted)
+                    if detect(node)
+                    else _WON
+                )
                 if done:
                     cluster.record_returned(node, monotonic() - began, role)
                     tag(conn, cluster.tags[node])  # for node_of(), fits(), report_error()
@@ -79,29 +100,7 @@ async def connect_async(
     return bound(adapter, conn, query_timeout)
 
 
-async def _start(
-    cluster: Cluster, adapter: AsyncAdapter, node: str, overrides: Mapping[str, Any], *args: Any
-) -> Any:
-    """``adapter.start()`` on ``node``'s driver arguments (a node removed since the plan
-    fails at ``target()``, for the race to go on), with a fresh password when the cluster has
-    a provider."""
-    credentials = cluster.credentials
-    if credentials is not None:
-        overrides = await credentials.overrides_async(overrides)
-    return await adapter.start(cluster.target(node), overrides, *args)
-
-
-async def _begun_here(cluster: Cluster, node: str, start: Awaitable[Any]) -> Any:
-    """What ``start`` (an attempt on ``node`` in the caller's task) gave: a connection, an
-    :class:`AsyncPending` attempt, or the Exception it raised (the node's failure, for the
-    race to record). A cancellation is not the node's failure: it propagates."""
-    try:
-        return await start
-    except Exception as exc:
-        return exc
-    except BaseException:
-        cluster.attempt_abandoned(node)
-        raise
+_WON: tuple[bool, Role | None] = (True, None)  # a node whose role is known: won, none read
 
 
 async def _settled_here(
@@ -110,13 +109,11 @@ async def _settled_here(
     node: str,
     conn: Any,
     wanted: WantedRole,
-    detect: Callable[[str], bool],
 ) -> tuple[bool, Role | None]:
-    """Whether the first attempt's connection wins outright, and the role read on it: its
-    node's role is known, or read with no round trip (psycopg) and fits ``wanted``. Anything
-    else (a role to query, a wrong role, a prefer-replica primary) is the race's to handle."""
-    if not detect(node):
-        return True, None
+    """Whether the first attempt's connection, on a node whose role is to be read
+    (``detect(node)``; else it has won: :data:`_WON`), wins outright, and the role read on it:
+    read with no round trip (psycopg) and fitting ``wanted``. Anything else (a role to query,
+    a wrong role, a prefer-replica primary) is the race's to handle."""
     if not adapter.role_is_free:
         return False, None
     try:
