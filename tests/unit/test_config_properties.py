@@ -186,7 +186,7 @@ BREAKERS = [
     ("heartbeat", True),
     ("prot", 1),
     ("password_env", "X"),  # a second password source
-    ("dsn", "host=a password={secret} oops"),  # a malformed DSN holding the secret
+    ("dsn", "host=a password='{quoted}' oops"),  # a malformed DSN holding the secret
     ("dsn", "postgresql://u:{secret}@h:bad/db"),
     ("password", 5),
     ("user", ["{secret}"]),
@@ -205,8 +205,11 @@ def test_secrets_never_in_error_text(
     table = doc["clusters"][name]
     table["password"] = secret
     key, value = breaker
+    # Quoted as libpq quotes: unquoted, a secret ending in a backslash would escape the space
+    # after it and take "oops" in (a valid DSN, not the malformed one this breaker means).
+    quoted = secret.replace("\\", "\\\\").replace("'", "\\'")
     if isinstance(value, str):
-        value = value.replace("{secret}", secret)
+        value = value.replace("{secret}", secret).replace("{quoted}", quoted)
     elif isinstance(value, list):
         value = [v.replace("{secret}", secret) for v in value]
     if key == "dup-name":
