@@ -25,9 +25,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
-import os
 import socket
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
@@ -38,7 +36,7 @@ from asyncmy.errors import OperationalError
 from pymysql.constants import CR
 
 from clusterdb.core.description import Role
-from clusterdb.drivers.asyncio_base import READ, AsyncAdapter, AsyncPending, wait_ready
+from clusterdb.drivers.asyncio_base import AsyncAdapter, AsyncPending
 from clusterdb.drivers.base import ConnectArgs, needs_no_lookup, nothing
 from clusterdb.drivers.mysql_bound import bound_asyncmy
 from clusterdb.drivers.pymysql import IN_TRANSACTION, ROLE_SQL, _open, _silence, role_of
@@ -159,18 +157,6 @@ def _cannot_connect(host: str, exc: BaseException) -> OperationalError:
     )
 
 
-async def _greeted(loop: asyncio.AbstractEventLoop, sock: socket.socket, patience: float) -> bool:
-    """True once the server has sent something or closed the connection (asyncmy's handshake
-    then says why), False when it stayed silent for ``patience`` s; OSError when the TCP
-    connect of :func:`~clusterdb.drivers.pymysql._open` failed."""
-    if not await wait_ready(loop, sock.fileno(), READ, patience):
-        return False
-    error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-    if error:
-        raise OSError(error, os.strerror(error))
-    return True
-
-
 def _unconnected(kwargs: Mapping[str, Any], timeout: float, sock: socket.socket | None) -> Any:
     """asyncmy's connection object for ``kwargs`` (on ``sock`` when given), not connected yet
     (nothing opened: dropping it unconnected leaves ``sock`` as it was)."""
@@ -184,58 +170,77 @@ def _unconnected(kwargs: Mapping[str, Any], timeout: float, sock: socket.socket 
 
 
 async def _connected(
-    kwargs: Mapping[str, Any], timeout: float, sock: socket.socket | None = None, made: Any = None
+    kwargs: Mapping[str, Any],
+    timeout: float,
+    sock: socket.socket | None = None,
+    made: Any = None,
+    waiter: asyncio.Future[None] | None = None,
 ) -> Any:
-    """asyncmy's connection for ``kwargs`` (on ``sock`` when given: the greeting is there to
-    read; ``made``: its :func:`_unconnected` object, when built already), or asyncmy's error
-    after ``timeout`` s. Nothing is left open when it fails or is cancelled."""
+    """asyncmy's connection for ``kwargs`` (on ``sock`` when given, its TCP connect begun;
+    ``made``: its :func:`_unconnected` object, when built already), or asyncmy's error after
+    ``timeout`` s. Nothing is left open when it fails or is cancelled. ``waiter``: a future
+    to wake when it ends, however (a loop turn sooner than the task's done callbacks)."""
     host = kwargs.get("host") or "localhost"
     conn = _unconnected(kwargs, timeout, sock) if made is None else made
     try:
         async with asyncio.timeout(timeout):
             await conn.connect()  # closes its socket on any failure, cancellation included
     except BaseException as exc:
+        failed: BaseException = exc
+        if isinstance(exc, TimeoutError):
+            # asyncmy's transport closes ``sock`` on the loop's next turn: it can still say
+            # what the silence was (no TCP answer, or no greeting).
+            silent = "timed out"
+            if sock is not None and not hasattr(conn, "server_version"):
+                silent = _silence(sock)
+            failed = _cannot_connect(host, TimeoutError(silent))
+        elif isinstance(exc, OSError):
+            failed = _cannot_connect(host, exc)
         conn.close()
         if sock is not None:
             sock.close()  # when asyncmy failed before taking it over
-        if isinstance(exc, TimeoutError):
-            raise _cannot_connect(host, TimeoutError("timed out")) from None
-        if isinstance(exc, OSError):
-            raise _cannot_connect(host, exc) from exc
-        raise
+        if failed is exc:
+            raise
+        raise failed from (None if isinstance(exc, TimeoutError) else exc)
+    finally:
+        if waiter is not None:
+            _wake(waiter)
     return conn
 
 
-def _pending(
-    loop: asyncio.AbstractEventLoop, sock: socket.socket, host: str, kwargs: Mapping[str, Any]
-) -> AsyncPending:
-    """The attempt on ``sock``, whose server has not spoken yet, for a task to finish (made
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _drop(task: asyncio.Task[Any], sock: socket.socket) -> None:
+    """Cancel the attempt, or close the connection it made that nobody will take."""
+    if not task.done():
+        task.cancel()
+        # A task cancelled before it ran never reached _connected()'s clean-up. Closing the
+        # socket once the task has ended is safe: asyncmy's transport, if it has one, is
+        # closing then (its reader removed), and closing a socket twice is nothing.
+        task.add_done_callback(lambda _: sock.close())
+    elif not task.cancelled() and task.exception() is None:
+        task.result().close()
+
+
+def _pending(task: asyncio.Task[Any], sock: socket.socket) -> AsyncPending:
+    """The attempt ``task``, not finished within its patience, for the race to finish (made
     apart from :meth:`AsyncmyAdapter.start`: its closures would cost every connect their
-    cells)."""
-    handed = False  # once asyncmy has the socket, its transport closes it, not us
+    cells). ``task`` is bounded by the connect's whole timeout."""
+    taken = False
 
     async def finish(remaining: float) -> Any:
-        nonlocal handed
-        started = time.monotonic()
-        try:
-            spoke = await _greeted(loop, sock, remaining)
-        except BaseException:
-            sock.close()
-            raise
-        if not spoke:
-            silence = _silence(sock)
-            sock.close()
-            raise _cannot_connect(host, TimeoutError(silence))
-        handed = True
-        return await _connected(kwargs, remaining - (time.monotonic() - started), sock)
+        nonlocal taken
+        conn = await task  # cancelling the race's task cancels this one too
+        taken = True
+        return conn
 
     def cancel() -> None:
-        # Called whenever the attempt's task ends, won or not: closing the socket under
-        # asyncmy's live transport would leave that transport registered on a closed
-        # descriptor (its connection stuck forever, and the loop refusing the next socket
-        # given the same number: "File descriptor N is used by transport").
-        if not handed:
-            sock.close()
+        # Called whenever the race's task ends, won or not.
+        if not taken:
+            _drop(task, sock)
 
     return AsyncPending(finish, cancel)
 
@@ -276,16 +281,15 @@ class AsyncmyAdapter(AsyncAdapter):
         patience: float,
         idle: Callable[[], None] = nothing,
     ) -> Any:
-        # MySQL servers speak first: a greeting within ``patience`` tells a live server from
-        # a hung one (a stopped server's kernel still completes the TCP handshake), so the
-        # caller's task does the rest and no task is paid for. A server still silent is left
-        # to a task, socket and all, while the race hedges. asyncmy takes the socket as it
-        # is (``sock=``): TLS would then have to come first, so TLS connects begin in a task.
+        # The attempt runs in a task from the TCP connect on: one that ends within
+        # ``patience`` (a live node: some 0.5 ms here) is this call's result, one still going
+        # is the race's to finish while it hedges (a stopped server's kernel still completes
+        # the TCP handshake; only the greeting tells). asyncmy takes the socket as it is
+        # (``sock=``): TLS would then have to come first, so TLS connects begin in the race.
         kwargs = self._kwargs_for(target, overrides)
         host = str(kwargs.get("host") or "localhost")
         if kwargs.get("unix_socket") or kwargs.get("ssl") or not needs_no_lookup(host):
             return await super().start(target, overrides, timeout, patience)
-        began = time.monotonic()
         port = int(kwargs.get("port") or 3306)
         try:
             sock = cast(_Socket, _open(host, port, _Socket))  # TCP_NODELAY, SO_KEEPALIVE set
@@ -294,18 +298,27 @@ class AsyncmyAdapter(AsyncAdapter):
         sock.address = f"{host}:{port}"
         loop = asyncio.get_running_loop()
         try:
-            # Built and ``idle`` run while the server greets, as PyMySQL's (its own timeout is
-            # the whole ``timeout``: the one _connected() sets from what is left comes first).
             made = _unconnected(kwargs, timeout, sock)
-            idle()
-            spoke = await _greeted(loop, sock, patience)
         except BaseException:
             sock.close()
             raise
-        if spoke:
-            return await _connected(kwargs, timeout - (time.monotonic() - began), sock, made)
-
-        return _pending(loop, sock, host, kwargs)
+        # asyncmy sets its transport up while the server greets: waiting for the greeting
+        # first (as before 2026-12-03) put that set-up and a loop turn after it, some 85 us.
+        waiter = loop.create_future()
+        task = loop.create_task(_connected(kwargs, timeout, sock, made, waiter))
+        try:
+            idle()
+            timer = loop.call_later(patience, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+        except BaseException:
+            _drop(task, sock)
+            raise
+        if task.done():
+            return task.result()  # the connection, or the node's error
+        return _pending(task, sock)
 
     async def detect_role(self, conn: Any) -> Role | None:
         # A plain cursor, no transaction left open: the connection as asyncmy would give it.

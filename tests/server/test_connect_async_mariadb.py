@@ -128,6 +128,7 @@ def test_a_favourite_gone_silent_is_handed_to_a_task_and_hedged(
         assert snap.failures == 0
         assert all(n.pending == 0 for n in snap.nodes)
         assert (snap.node(silent).connect_errors, snap.node(silent).state) == (1, "down")
+        assert "no greeting from the server" in (snap.node(silent).last_error or "")
 
 
 def test_a_connection_won_by_a_pending_attempt_stays_usable(
@@ -153,3 +154,39 @@ def test_a_connection_won_by_a_pending_attempt_stays_usable(
 
         discarded = asyncio.run(main())
         assert discarded > 0  # attempts were pending and raced, the path under test
+
+
+def test_a_connect_cancelled_at_any_point_of_its_first_attempt_leaves_nothing(
+    mariadb_cluster: MariaDBCluster,
+) -> None:
+    # The first attempt runs in a task of its own from the TCP connect on: cancelled before
+    # that task ran, while asyncmy holds the socket, or just after it made its connection,
+    # the caller's cancellation must close what it opened and count it as abandoned.
+    with registered(mariadb_cluster, ssl_disabled=True, connect_timeout=2) as name:
+        ports = [node.proxy_port for node in mariadb_cluster.nodes]
+
+        async def main() -> tuple[int, int]:
+            for _ in range(10):  # the nodes learnt: plans best-first, begun in this task
+                await close(await clusterdb.connect_async(name))
+            made = cancelled = 0
+            for i in range(120):
+                # 50 us to 10 ms: before, during and after the handshake (through the proxy,
+                # some 1-2 ms). Never 0: wait_for() then cancels a coroutine never begun.
+                delay = (i % 40 + 1) * 250e-6 - 200e-6
+                try:
+                    conn = await asyncio.wait_for(clusterdb.connect_async(name), delay)
+                except TimeoutError:
+                    cancelled += 1
+                    continue
+                made += 1
+                await close(conn)
+            await asyncio.sleep(0.2)  # transports closing finish on the loop's next turns
+            return made, cancelled
+
+        made, cancelled = asyncio.run(main())
+        assert made > 0 and cancelled > 0, (made, cancelled)
+        assert sum(sockets_towards(port) for port in ports) == 0
+        snap = settled(name, timeout=5)
+        assert all(n.pending == 0 for n in snap.nodes)
+        assert snap.failures == cancelled  # a cancelled connect counts as failed, no node's fault
+        assert all(n.connect_errors == 0 and n.state == "up" for n in snap.nodes)
