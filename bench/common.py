@@ -46,11 +46,12 @@ class Counts:
     r_warmup: int
     r_rounds: int  # sessions per contender
     s_threads: tuple[int, ...]
-    s_seconds: float  # per thread count and contender
+    s_seconds: float  # per block, thread count and contender
     sel_sizes: tuple[int, ...]
     sel_repeats: int  # timed blocks per size
     sel_block: float  # seconds per block
     k_cycles: int = 200  # write-then-read cycles per contender (read-your-writes tokens)
+    s_blocks: int = 4  # blocks per thread count and contender, alternating which goes first
 
 
 FULL = Counts(
@@ -96,6 +97,7 @@ QUICK = Counts(
     sel_repeats=3,
     sel_block=0.05,
     k_cycles=50,
+    s_blocks=1,
 )
 
 
