@@ -31,6 +31,7 @@ import psycopg
 
 from bench.common import Ctx, log
 from bench.model import ScenarioResult
+from clusterdb.config.model import ClusterOptions
 
 __all__ = ["run_fleet"]
 
@@ -167,7 +168,11 @@ def run_fleet(ctx: Ctx) -> ScenarioResult:
     """Sessions opened per second by a fleet's probes, idle and busy, and idle CPU."""
     quick = ctx.counts.q_rounds < 100
     n = int(os.environ.get("FLEET", "100"))
-    heartbeat, rate, window = 2.0, 2.0, (6.0 if quick else 12.0)
+    # clusterdb's default heartbeat, what a fleet runs unless told otherwise (until
+    # 2026-12-03: 2 s, with which a busy process's ~2 connects per heartbeat left most nodes
+    # to be probed when the 2 cores could not sustain the 2 connects per second asked for).
+    heartbeat, rate = ClusterOptions().heartbeat, 2.0
+    window = heartbeat * (2 if quick else 3)  # whole heartbeats: every node's probe counted
     cl = ctx.cluster("psycopg")
     nodes = len(cl.nodes)
     result = ScenarioResult(
@@ -190,7 +195,7 @@ def run_fleet(ctx: Ctx) -> ScenarioResult:
     try:
         fleet.start(n, register)
         log(f"{result.title}: {n} processes up in {time.monotonic() - t0:.1f} s")
-        time.sleep(heartbeat * 2)  # past the first, required probes
+        time.sleep(heartbeat * 1.5)  # past the first, required probes
         idle = _phase(fleet, kwargs, window)
         fleet.send(f"busy {rate}")
         time.sleep(heartbeat)
