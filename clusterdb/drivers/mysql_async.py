@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import inspect
 import socket
 from collections.abc import Callable, Mapping
@@ -40,6 +39,7 @@ from clusterdb.drivers.asyncio_base import AsyncAdapter, AsyncPending
 from clusterdb.drivers.base import ConnectArgs, needs_no_lookup, nothing
 from clusterdb.drivers.mysql_bound import bound_asyncmy
 from clusterdb.drivers.pymysql import IN_TRANSACTION, ROLE_SQL, _open, _silence, role_of
+from clusterdb.drivers.pymysql_tls import preferred_context
 from clusterdb.errors import ConfigError
 
 __all__ = ["AsyncmyAdapter", "asyncmy_kwargs"]
@@ -77,13 +77,11 @@ def _tls(kwargs: dict[str, Any]) -> tuple[Any, bool] | None:
     return made.ctx, bool(getattr(made, "_ssl_required", True))
 
 
-@functools.cache
 def _preferred() -> tuple[Any, bool] | None:
-    """PyMySQL's context for a registration without SSL settings ("preferred" TLS), made once:
-    a default context loads the system's certificates (milliseconds), and it is the same for
-    every such connection."""
-    made = pymysql.connections.Connection(defer_connect=True)
-    return (made.ctx, bool(getattr(made, "_ssl_required", False))) if made.ssl else None
+    """PyMySQL's context for a registration without SSL settings ("preferred" TLS), the one
+    the sync path uses too (made once per process)."""
+    ctx = preferred_context()
+    return None if ctx is None else (ctx, False)
 
 
 class _PreferredTLS(_Connection):  # type: ignore[misc]  # untyped in asyncmy's stubs

@@ -6,7 +6,8 @@ and ``write_timeout`` to what is left of the deadline, and puts the caller's val
 connection once it is open (PyMySQL applies them lazily, on the next read or write).
 
 PyMySQL 1.2 builds an SSL context on every connect unless ``ssl_disabled=True`` (its
-"preferred" mode); clusterdb leaves the caller's SSL settings exactly as given.
+"preferred" mode); clusterdb leaves the caller's SSL settings exactly as given, and makes that
+preferred context once per process (:mod:`clusterdb.drivers.pymysql_tls`).
 
 Once a server is known to authenticate in one step, PyMySQL's ``SET NAMES`` (and its
 ``SET AUTOCOMMIT`` when needed) goes out in the same write as the handshake response

@@ -1,6 +1,8 @@
 """PyMySQL connections that remember the session's last GTID from MariaDB's OK packets.
 
-:class:`TrackingConnection` is PyMySQL's Connection with three changes:
+:class:`TrackingConnection` is PyMySQL's Connection with three changes (and a fourth, not
+about GTIDs: PyMySQL's "preferred" TLS context made once per process, see
+:mod:`clusterdb.drivers.pymysql_tls`):
 
 * the handshake asks for ``CLIENT_SESSION_TRACK`` (the server then ends each OK packet with
   its info string as a length-encoded string, and the state block when state changed;
@@ -34,6 +36,7 @@ from pymysql.charset import charset_by_name
 from pymysql.constants import CLIENT, COMMAND
 
 from clusterdb.core.session_track import SESSION_STATE_CHANGED, last_gtid
+from clusterdb.drivers.pymysql_tls import preferred_context
 
 __all__ = ["TRACK_SQL", "TrackingConnection", "names_sql", "tracked_gtid"]
 
@@ -81,6 +84,15 @@ class TrackingConnection(pymysql.connections.Connection):  # type: ignore[misc]
 
     def __init__(self, *args: Any, client_flag: int = 0, **kwargs: Any) -> None:
         super().__init__(*args, client_flag=client_flag | CLIENT.SESSION_TRACK, **kwargs)
+
+    def _create_ssl_ctx(self, sslp: Any) -> Any:
+        """PyMySQL's, but its "preferred" context (asked for as ``{}``) made once per
+        process (:func:`~clusterdb.drivers.pymysql_tls.preferred_context`)."""
+        if isinstance(sslp, dict) and not sslp:
+            ctx = preferred_context()
+            if ctx is not None:
+                return ctx
+        return super()._create_ssl_ctx(sslp)
 
     def set_character_set(self, charset: str, collation: str | None = None) -> None:
         """PyMySQL's, with :func:`names_sql`'s statement."""
