@@ -6,8 +6,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: test lint unit servers demo bench soak venv clean fuzz
 
+# Pure-logic tests on both cores (pytest-xdist); server tests one at a time, as their
+# bounds assume the servers have the machine.
 test: $(STAMP) servers lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 tests/unit
+	$(PY) -m pytest -q --ignore=tests/unit
 
 SOURCES := $(wildcard clusterdb tests examples bench)
 
@@ -19,7 +22,7 @@ lint: $(STAMP)
 	$(PY) scripts/check-module-size.py
 
 unit: $(STAMP)
-	$(PY) -m pytest -q tests/unit
+	$(PY) -m pytest -q -n 2 tests/unit
 
 venv: $(STAMP)
 

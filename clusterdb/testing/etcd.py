@@ -7,6 +7,7 @@ Patroni's ``etcd3`` store speaks; no client library is needed here.
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import urllib.error
@@ -80,6 +81,14 @@ class Etcd:
         url = f"http://{self.endpoint}/health"
         with urllib.request.urlopen(url, timeout=1.0) as answer:
             return bool(json.loads(answer.read()).get("health") == "true")
+
+    def delete(self, key: str) -> int:
+        """Delete ``key`` (the v3 gateway's ``kv/deleterange``); returns how many keys went."""
+        body = json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode()
+        url = f"http://{self.endpoint}/v3/kv/deleterange"
+        request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=5.0) as answer:
+            return int(json.loads(answer.read()).get("deleted", 0))
 
     def stop(self) -> None:
         """Kill etcd (the data dir is kept, for :meth:`start`)."""

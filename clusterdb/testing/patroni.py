@@ -28,6 +28,7 @@ from clusterdb.testing import cleanup
 from clusterdb.testing.errors import HarnessError
 from clusterdb.testing.etcd import Etcd
 from clusterdb.testing.patroni_config import (
+    SCOPE,
     Accounts,
     Member,
     get_cluster,
@@ -254,14 +255,21 @@ class PatroniCluster(cleanup.StartStop):
 
     # -- faults --
 
-    def kill_leader(self) -> str:
+    def kill_leader(self, expire: bool = False) -> str:
         """SIGKILL the leader's Patroni and PostgreSQL; returns its name. Patroni promotes a
-        replica once the leader key expires (within ``ttl``, 20 s)."""
+        replica once the leader key expires (within ``ttl``, 20 s); ``expire``: delete its
+        leader and member keys at once instead, as their expiry would (the replicas then race
+        for the leader key on their next loop, ``loop_wait`` 1 s, and the dead member leaves
+        the failsafe topology), so a test does not wait out the ttl."""
         with self._lock:
             leader = self.leader()
             if leader is None:
                 raise HarnessError("no leader to kill")
             self._kill(self.member(leader))
+            if expire:
+                assert self.etcd is not None
+                for key in ("leader", f"members/{leader}"):
+                    self.etcd.delete(f"{self._namespace}{SCOPE}/{key}")
             return leader
 
     def switchover(self, candidate: str | None = None, timeout: float = 60.0) -> str:

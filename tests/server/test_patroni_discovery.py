@@ -141,7 +141,7 @@ def test_patroni_cluster_followed_under_load(patroni_cluster: PatroniCluster) ->
             _check_transition(sent, first, new, watch.reported(new, began), "switchover")
 
             began = time.monotonic()
-            killed = cluster.kill_leader()
+            killed = cluster.kill_leader(expire=True)  # the key deleted: no 20 s ttl waited out
             promoted = cluster.wait_leader(other_than=killed, timeout=90)
             time.sleep(REACH + 1.0)
             _check_transition(sent, killed, promoted, watch.reported(promoted, began), "failover")
