@@ -51,7 +51,7 @@ class Counts:
     sel_repeats: int  # timed blocks per size
     sel_block: float  # seconds per block
     k_cycles: int = 200  # write-then-read cycles per contender (read-your-writes tokens)
-    s_blocks: int = 4  # blocks per thread count and contender, alternating which goes first
+    s_blocks: int = 6  # blocks per thread count and contender, alternating which goes first
 
 
 FULL = Counts(

@@ -70,11 +70,16 @@ class Backoff:
 class HedgePolicy:
     """How long to wait on a node before also starting the next one.
 
-    ``delay = clamp(multiplier * latency, min_delay, max_delay)``, ``latency`` being the
-    estimate hedged on (:meth:`~clusterdb.core.latency.LatencyEstimate.value_at`);
+    ``delay = clamp(multiplier * latency * (pending + 1), min_delay, max_delay)``,
+    ``latency`` being the estimate hedged on
+    (:meth:`~clusterdb.core.latency.LatencyEstimate.value_at`) and ``pending`` the node's
+    attempts already in flight (Peak EWMA's cost, as :class:`SelectionPolicy` weighs it);
     ``unknown_delay`` for a node with no estimate. Well above a healthy node's spread of
     connect times (few wasted second connections), far below a driver timeout (a hung node
-    costs milliseconds); figures in docs/design/selection.md.
+    costs milliseconds); figures in docs/design/selection.md. The ``pending`` factor: a
+    connect queued behind others on a busy node is slow, not silent, and a hedge then only
+    adds a server connection to a machine already short of time (32 threads on 2 cores: the
+    hedges that lost fell from 40-82 to a handful per 8 s, docs/design/connect.md).
 
     ``max_delay`` is also how long a ``prefer-replica`` connect keeps a primary that answered
     aside while a replica attempt may still answer (see :mod:`clusterdb.runtime.race`): the
@@ -96,7 +101,8 @@ class HedgePolicy:
         """Seconds to wait on ``node`` before starting the next node of the plan too."""
         if node.latency is None:
             return self.unknown_delay
-        return min(self.max_delay, max(self.min_delay, self.multiplier * node.latency))
+        waited = self.multiplier * node.latency * (node.pending + 1)
+        return min(self.max_delay, max(self.min_delay, waited))
 
 
 @dataclass(frozen=True)

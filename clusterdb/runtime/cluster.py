@@ -36,7 +36,7 @@ from clusterdb.runtime.discovery import Discovering
 from clusterdb.runtime.locked import Locked
 from clusterdb.runtime.log import log_connected, log_failed, log_hedging
 from clusterdb.runtime.membership import Membership, Watcher, new_record
-from clusterdb.runtime.pooled import node_tags
+from clusterdb.runtime.pooled import node_tags, retire_tags
 from clusterdb.runtime.probe import ProbeOutcome, probe_once
 
 __all__ = ["Cluster", "Watcher"]
@@ -375,6 +375,7 @@ class Cluster(Membership, Counts, Redacting, Discovering):
     def close(self) -> None:
         """Stop this cluster's background work (it is being unregistered or replaced)."""
         self.retired = True
+        retire_tags(self.tags.values())
         watcher, self._watched_by = self._watched_by, None
         if watcher is not None:  # it holds clusters weakly; unwatch() makes the end immediate
             watcher.unwatch(self)

@@ -33,7 +33,7 @@ from clusterdb.drivers import ConnectArgs, DriverAdapter
 from clusterdb.drivers.bind import bind_nodes
 from clusterdb.errors import InterfaceError
 from clusterdb.runtime.locked import Locked
-from clusterdb.runtime.pooled import NodeTags
+from clusterdb.runtime.pooled import NodeTags, retire_tags
 
 __all__ = ["Membership", "MembershipChange", "Watcher", "new_record"]
 
@@ -221,7 +221,9 @@ class Membership:
             for record in records.values():  # options of kept records may have changed
                 record.trial_serves = o.selection.trial_serves
                 record.topology = o.topology
-            self._nodes, self._targets, self.tags = records, targets, tags
+            old_tags, self.tags = self.tags, tags
+            self._nodes, self._targets = records, targets
+            retire_tags(old_tags.values(), tags)
             self.config = config
             self._single_writer = o.single_writer
             self.refresh_redactor()  # the config's secrets and the provider's answers

@@ -72,7 +72,7 @@ class PoolBalance:
     def keeps(self, tag: pooled.NodeTag) -> bool:
         """Checkout: may the connection on ``tag``'s node be handed out for the pool's role?
         (Its node current and fit: :func:`clusterdb.fits`.) A refusal is counted."""
-        if pooled.is_current(tag) and tag.node in tag.fitness.assessment(self.role).fit:
+        if tag.current and tag.node in tag.fitness.assessment(self.role).fit:  # is_current()
             return True
         self.refused += 1
         return False
@@ -83,7 +83,7 @@ class PoolBalance:
         :meth:`take_destination`). A move is counted."""
         now = self._clock()
         found = tag.fitness.assessment(self.role, now)
-        if not pooled.is_current(tag) or tag.node not in found.fit:
+        if not tag.current or tag.node not in found.fit:  # pooled.is_current(), inline
             return "drop"
         if self._balance.settled(found):  # read without the lock: at worst a move waits
             return "keep"

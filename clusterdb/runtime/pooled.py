@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from time import monotonic as _monotonic
 from typing import Any, NamedTuple, Protocol
 
@@ -36,6 +36,7 @@ __all__ = [
     "node_of",
     "node_tags",
     "report",
+    "retire_tags",
     "tag",
     "tag_of",
 ]
@@ -138,13 +139,17 @@ class Fitness:
 class NodeTag:
     """What a connection carries: its node, and the cluster object that made it."""
 
-    __slots__ = ("cluster", "fitness", "node", "ref")
+    __slots__ = ("cluster", "current", "fitness", "node", "ref")
 
-    def __init__(self, cluster: Cluster, node: str, fitness: Fitness) -> None:
+    def __init__(self, cluster: Cluster, node: str, fitness: Fitness, current: bool = True) -> None:
         self.cluster = cluster
         self.node = node
         self.fitness = fitness
         self.ref = NodeRef(cluster.name, node)
+        self.current = current
+        """Still its node's tag (see :func:`is_current`): set False, once and for all, when
+        the cluster is closed (unregistered or registered again) or the node removed or
+        changed (:func:`retire_tags`)."""
 
     def __repr__(self) -> str:
         return f"<NodeTag {self.ref.cluster}/{self.node}>"
@@ -163,7 +168,7 @@ class NodeTags(dict[str, NodeTag]):
         self.fitness = fitness
 
     def __missing__(self, node: str) -> NodeTag:
-        return NodeTag(self.cluster, node, self.fitness)
+        return NodeTag(self.cluster, node, self.fitness, current=False)
 
     def following(self, names: tuple[str, ...], fresh: tuple[str, ...] = ()) -> NodeTags:
         """The tags of a new node list ``names``: kept ones reused, ``fresh`` names (added or
@@ -184,9 +189,18 @@ def node_tags(cluster: Cluster) -> NodeTags:
 
 def is_current(found: NodeTag) -> bool:
     """Whether ``found`` is still its node's tag: its cluster neither unregistered nor
-    registered again, the node neither removed nor changed since the connection was made."""
-    cluster = found.cluster
-    return not cluster.retired and cluster.tags.get(found.node) is found
+    registered again, the node neither removed nor changed since the connection was made.
+    A flag on the tag (an attribute read: pools check it at every checkout and checkin)."""
+    return found.current
+
+
+def retire_tags(old: Iterable[NodeTag], kept: Mapping[str, NodeTag] | None = None) -> None:
+    """Mark the tags of ``old`` that are not in ``kept`` (all when None) as no longer their
+    node's: their cluster closed, or their node removed or changed. Call it once the new
+    tags are in place."""
+    for found in old:
+        if kept is None or kept.get(found.node) is not found:
+            found.current = False
 
 
 # Connections that take no attribute but a weak reference (C extension types).

@@ -95,6 +95,14 @@ def test_hedge_delay_is_a_multiple_of_latency_clamped() -> None:
     assert hedge.delay(NodeDescription("a")) == 0.05
 
 
+@pytest.mark.parametrize(("pending", "expected"), [(0, 0.030), (1, 0.060), (4, 0.150), (20, 0.5)])
+def test_hedge_delay_grows_with_the_attempts_already_in_flight(
+    pending: int, expected: float
+) -> None:
+    node = NodeDescription("a", latency=0.010, pending=pending)
+    assert HedgePolicy().delay(node) == pytest.approx(expected)
+
+
 def test_hedge_rejects_min_above_max() -> None:
     with pytest.raises(ValueError):
         HedgePolicy(min_delay=0.2, max_delay=0.1)
