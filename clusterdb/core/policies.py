@@ -79,7 +79,7 @@ class HedgePolicy:
     costs milliseconds); figures in docs/design/selection.md. The ``pending`` factor: a
     connect queued behind others on a busy node is slow, not silent, and a hedge then only
     adds a server connection to a machine already short of time (32 threads on 2 cores: the
-    hedges that lost fell from 40-82 to a handful per 8 s, docs/design/connect.md).
+    hedges that lost fell from 40-82 to 0-2 per bench run, docs/design/selection.md).
 
     ``max_delay`` is also how long a ``prefer-replica`` connect keeps a primary that answered
     aside while a replica attempt may still answer (see :mod:`clusterdb.runtime.race`): the
