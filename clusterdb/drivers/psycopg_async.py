@@ -27,8 +27,13 @@ from psycopg.waiting import Wait
 
 from clusterdb.core.description import Role
 from clusterdb.drivers.asyncio_base import AsyncAdapter, AsyncPending, wait_ready
-from clusterdb.drivers.base import ConnectArgs, needs_no_lookup, nothing
-from clusterdb.drivers.psycopg import _MIN_DRIVER_TIMEOUT, _PYTHON_KEYS, _SEVERAL, PsycopgAdapter
+from clusterdb.drivers.base import ConnectArgs, nothing
+from clusterdb.drivers.psycopg import (
+    _MIN_DRIVER_TIMEOUT,
+    _PYTHON_KEYS,
+    PsycopgAdapter,
+    direct_conninfo,
+)
 from clusterdb.drivers.psycopg_wait import bound_waits_async
 
 __all__ = ["PsycopgAsyncAdapter"]
@@ -141,17 +146,9 @@ class PsycopgAsyncAdapter(AsyncAdapter):
         return kwargs.get("context") is not None or not _plain_params(cls)
 
     @staticmethod
-    def _split(kwargs: dict[str, Any], conninfo: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        """psycopg's Python settings out of ``kwargs``, and libpq's parameters."""
-        python = {k: kwargs.pop(k) for k in list(kwargs) if k in _PYTHON_KEYS}
-        return python, conninfo_to_dict(conninfo, **kwargs)
-
-    @staticmethod
-    def _direct(params: Mapping[str, Any]) -> bool:
-        """One host, given by address: nothing to resolve, one attempt."""
-        return not any("," in str(params.get(key, "")) for key in _SEVERAL) and bool(
-            params.get("hostaddr") or needs_no_lookup(str(params.get("host") or "/"))
-        )
+    def _python(kwargs: dict[str, Any]) -> dict[str, Any]:
+        """psycopg's Python settings, taken out of ``kwargs`` (libpq's parameters stay)."""
+        return {k: kwargs.pop(k) for k in list(kwargs) if k in _PYTHON_KEYS}
 
     async def connect(
         self, target: ConnectArgs, overrides: Mapping[str, Any], timeout: float
@@ -160,12 +157,14 @@ class PsycopgAsyncAdapter(AsyncAdapter):
         cls, kwargs = self._prepare(target, overrides, timeout)
         if self._own(cls, kwargs):
             return await _bounded(_base_connect(cls, target.args[0], **kwargs), timeout)
-        python, params = self._split(kwargs, target.args[0])
-        if self._direct(params):
-            attempts = [params]
+        python = self._python(kwargs)
+        conninfo = direct_conninfo(target.args[0], kwargs)
+        if conninfo is not None:
+            pgconn = await _Connecting(conninfo).finish(deadline)
         else:  # several hosts, or a name: psycopg's attempts, names resolved without blocking
+            params = conninfo_to_dict(target.args[0], **kwargs)
             attempts = await _bounded(conninfo_attempts_async(params), timeout)
-        pgconn = await _first(attempts, deadline)
+            pgconn = await _first(attempts, deadline)
         return await self._wrap(cls, pgconn, python)
 
     starts_inline = True
@@ -185,11 +184,12 @@ class PsycopgAsyncAdapter(AsyncAdapter):
         cls, kwargs = self._prepare(target, overrides, timeout)
         if self._own(cls, kwargs):
             return await super().start(target, overrides, timeout, patience)
-        python, params = self._split(kwargs, target.args[0])
-        if not self._direct(params):
+        python = self._python(kwargs)
+        conninfo = direct_conninfo(target.args[0], kwargs)
+        if conninfo is None:
             return await super().start(target, overrides, timeout, patience)
         deadline = began + timeout
-        connecting = _Connecting(make_conninfo("", **params))
+        connecting = _Connecting(conninfo)
         idle()  # the TCP connect is under way
         pgconn = await connecting.run(min(deadline, began + patience))
         if pgconn is not None:

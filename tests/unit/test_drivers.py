@@ -148,6 +148,36 @@ def test_a_psycopg_node_named_with_a_hostaddr_starts_in_the_calling_thread() -> 
         adapter.start(target, {}, 5.0, 0.5)
 
 
+@pytest.mark.parametrize(
+    ("conninfo", "libpq", "expected"),
+    [
+        ("host=127.0.0.1 port=5433 user=app", {"connect_timeout": 3}, {"port": "5433"}),
+        ("host=/run/pg user=app", {"connect_timeout": 2}, {"host": "/run/pg"}),
+        ("host=db.invalid hostaddr=10.0.0.1", {"connect_timeout": 2}, {"hostaddr": "10.0.0.1"}),
+        ("host=127.0.0.1 user=app", {"connect_timeout": 2, "user": "ops"}, {"user": "ops"}),
+        ("host=db.invalid user=app", {"connect_timeout": 2}, None),
+        ("host=127.0.0.1,127.0.0.2 user=app", {"connect_timeout": 2}, None),
+        ("host=127.0.0.1 port=5432,5433", {"connect_timeout": 2}, None),
+    ],
+)
+def test_psycopg_direct_conninfo_is_one_attempt_on_one_address(
+    conninfo: str, libpq: dict[str, Any], expected: dict[str, str] | None
+) -> None:
+    """The conninfo start() connects with, worked out once per node and timeout (cached),
+    with every libpq parameter given on top: or None where psycopg's own attempts must run."""
+    from clusterdb.drivers.psycopg import direct_conninfo
+
+    for _ in range(2):  # the second answer comes from the cache when only the timeout is given
+        got = direct_conninfo(conninfo, libpq)
+        if expected is None:
+            assert got is None
+            continue
+        assert got is not None
+        params = conninfo_to_dict(got)
+        assert params["connect_timeout"] == str(libpq["connect_timeout"])
+        assert {k: params[k] for k in expected} == expected
+
+
 def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
