@@ -23,7 +23,7 @@ from clusterdb.core.causal import Kind
 from clusterdb.core.description import Role
 from clusterdb.drivers.base import ConnectArgs, nothing
 
-__all__ = ["READ", "WRITE", "AsyncAdapter", "AsyncPending", "wait_ready"]
+__all__ = ["READ", "WRITE", "AsyncAdapter", "AsyncPending", "wait_ready", "wake"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +106,12 @@ class AsyncAdapter(ABC):
 
 READ, WRITE = 1, 2
 """Bits of :func:`wait_ready` (psycopg's ``Wait``/``Ready`` values)."""
+
+
+def wake(waiter: asyncio.Future[None]) -> None:
+    """Wake whoever awaits ``waiter``, unless it is done already (woken, or cancelled)."""
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 async def wait_ready(

@@ -35,7 +35,7 @@ from asyncmy.errors import OperationalError
 from pymysql.constants import CR
 
 from clusterdb.core.description import Role
-from clusterdb.drivers.asyncio_base import AsyncAdapter, AsyncPending
+from clusterdb.drivers.asyncio_base import AsyncAdapter, AsyncPending, wake
 from clusterdb.drivers.base import ConnectArgs, needs_no_lookup, nothing
 from clusterdb.drivers.mysql_bound import bound_asyncmy
 from clusterdb.drivers.pymysql import IN_TRANSACTION, ROLE_SQL, _open, _silence, role_of
@@ -202,13 +202,8 @@ async def _connected(
         raise failed from (None if isinstance(exc, TimeoutError) else exc)
     finally:
         if waiter is not None:
-            _wake(waiter)
+            wake(waiter)
     return conn
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 def _drop(task: asyncio.Task[Any], sock: socket.socket) -> None:
@@ -306,7 +301,7 @@ class AsyncmyAdapter(AsyncAdapter):
         task = loop.create_task(_connected(kwargs, timeout, sock, made, waiter))
         try:
             idle()
-            timer = loop.call_later(patience, _wake, waiter)
+            timer = loop.call_later(patience, wake, waiter)
             try:
                 await waiter
             finally:

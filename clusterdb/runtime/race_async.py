@@ -37,7 +37,7 @@ from clusterdb.core.race_course import RaceCourse
 from clusterdb.core.redact import Redactor
 from clusterdb.core.roles import role_fits, role_is_fallback, wrong_role
 from clusterdb.core.selection import Plan
-from clusterdb.drivers.asyncio_base import AsyncAdapter, AsyncPending
+from clusterdb.drivers.asyncio_base import AsyncAdapter, AsyncPending, wake
 from clusterdb.runtime.cluster import Cluster
 from clusterdb.runtime.credentials import fresh
 from clusterdb.runtime.pooled import tag
@@ -78,11 +78,6 @@ async def race_async(
     began = monotonic() if begun is None else begun[1]
     race = _AsyncRace(cluster, adapter, plan, overrides, timeout, wanted, detect, redactor, began)
     return await race.run(begun)
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 class _AsyncRace:
@@ -202,7 +197,7 @@ class _AsyncRace:
             delay = until - monotonic()
             if delay > 0:
                 waiter = self.waiter = self.loop.create_future()
-                timer = self.loop.call_later(delay, _wake, waiter)
+                timer = self.loop.call_later(delay, wake, waiter)
                 try:
                     await waiter
                 finally:
@@ -302,7 +297,7 @@ class _AsyncRace:
     def _post(self, result: _Result) -> None:
         self.inbox.append(result)
         if self.waiter is not None:
-            _wake(self.waiter)
+            wake(self.waiter)
 
     async def _attempt(
         self, index: int, node: str, begun: Any = None, started: float | None = None
