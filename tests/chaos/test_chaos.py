@@ -26,7 +26,7 @@ _TRACED_GROWTH_BOUND = 8 * 2**20
 
 def _config() -> ChaosConfig:
     seed = int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(10**9))
-    return ChaosConfig(seed=seed, duration=float(os.environ.get("CHAOS_SECONDS", "14")))
+    return ChaosConfig(seed=seed, duration=float(os.environ.get("CHAOS_SECONDS", "18")))
 
 
 def _check(result: ChaosResult) -> None:
