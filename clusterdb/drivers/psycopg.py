@@ -28,6 +28,7 @@ from clusterdb.drivers.base import (
     needs_no_lookup,
     nothing,
 )
+from clusterdb.drivers.fork_gate import LIBPQ
 from clusterdb.drivers.psycopg_wait import bound_waits
 
 if TYPE_CHECKING:
@@ -91,7 +92,8 @@ class _Connecting:
         self.gen: Generator[tuple[int, Wait], Ready | int, Any] = generators.connect(conninfo)
         self.done: Any = None
         try:
-            self.fileno, self.wait = next(self.gen)
+            with LIBPQ:  # every step inside libpq: see clusterdb.drivers.fork_gate
+                self.fileno, self.wait = next(self.gen)
         except StopIteration as done:  # connected without ever blocking
             self.done = done.value
 
@@ -103,7 +105,8 @@ class _Connecting:
             ready = _ready(self.fileno, self.wait, until - time.monotonic())
             if ready:
                 try:
-                    self.fileno, self.wait = self.gen.send(ready)
+                    with LIBPQ:
+                        self.fileno, self.wait = self.gen.send(ready)
                 except StopIteration as done:
                     return done.value
             elif time.monotonic() >= until:
@@ -111,6 +114,20 @@ class _Connecting:
 
     def close(self) -> None:
         self.gen.close()  # the half-open PGconn goes with it (freed, socket closed)
+
+
+def _finish(connecting: _Connecting, until: float) -> Any:
+    """The PGconn of ``connecting`` by ``until`` (monotonic), else psycopg's timeout error;
+    closed on any failure."""
+    try:
+        pgconn = connecting.run(until)
+    except BaseException:
+        connecting.close()
+        raise
+    if pgconn is None:
+        connecting.close()
+        raise ConnectionTimeout("connection timeout expired")
+    return pgconn
 
 
 def _ready(fileno: int, wait: Wait, timeout: float) -> int:
@@ -199,8 +216,15 @@ class PsycopgAdapter(DriverAdapter):
 
     def connect(self, target: ConnectArgs, overrides: Mapping[str, Any], timeout: float) -> Any:
         kwargs = {**target.kwargs, **overrides} if overrides else dict(target.kwargs)
-        kwargs["connect_timeout"] = max(_MIN_DRIVER_TIMEOUT, math.ceil(timeout))
+        kwargs["connect_timeout"] = budget = max(_MIN_DRIVER_TIMEOUT, math.ceil(timeout))
         cls = kwargs.pop("connection_class", psycopg.Connection)
+        if kwargs.get("context") is None and _plain_params(cls):
+            python = {k: kwargs.pop(k) for k in list(kwargs) if k in _PYTHON_KEYS}
+            conninfo = direct_conninfo(target.args[0], kwargs)
+            if conninfo is not None:  # driven here: each libpq step inside the fork gate
+                pgconn = _finish(_Connecting(conninfo), time.monotonic() + budget)
+                return _wrap(cls, pgconn, python)
+            kwargs.update(python)
         return _base_connect(cls, target.args[0], **kwargs)
 
     starts_inline = hasattr(select, "poll")
@@ -241,14 +265,7 @@ class PsycopgAdapter(DriverAdapter):
             return _wrap(cls, pgconn, python)
 
         def finish(remaining: float) -> Any:
-            try:
-                pgconn = connecting.run(min(deadline, time.monotonic() + remaining))
-            except BaseException:
-                connecting.close()
-                raise
-            if pgconn is None:
-                connecting.close()
-                raise ConnectionTimeout("connection timeout expired")
+            pgconn = _finish(connecting, min(deadline, time.monotonic() + remaining))
             return _wrap(cls, pgconn, python)
 
         return Pending(finish, connecting.close)

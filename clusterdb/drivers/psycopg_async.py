@@ -28,6 +28,7 @@ from psycopg.waiting import Wait
 from clusterdb.core.description import Role
 from clusterdb.drivers.asyncio_base import AsyncAdapter, AsyncPending, wait_ready
 from clusterdb.drivers.base import ConnectArgs, nothing
+from clusterdb.drivers.fork_gate import LIBPQ
 from clusterdb.drivers.psycopg import (
     _MIN_DRIVER_TIMEOUT,
     _PYTHON_KEYS,
@@ -63,7 +64,8 @@ class _Connecting:
         self.gen: Generator[tuple[int, Wait], int, Any] = generators.connect(conninfo)
         self.done: Any = None
         try:
-            self.fileno, self.wait = next(self.gen)  # the TCP connect is under way
+            with LIBPQ:  # every step inside libpq: see clusterdb.drivers.fork_gate
+                self.fileno, self.wait = next(self.gen)  # the TCP connect is under way
         except StopIteration as finished:
             self.done = finished.value
 
@@ -77,7 +79,8 @@ class _Connecting:
                 ready = await wait_ready(loop, self.fileno, self.wait, until - time.monotonic())
                 if not ready:
                     return None
-                self.fileno, self.wait = self.gen.send(ready)
+                with LIBPQ:
+                    self.fileno, self.wait = self.gen.send(ready)
         except StopIteration as finished:
             return finished.value
         except OSError as exc:

@@ -23,6 +23,7 @@ from typing import Any
 from clusterdb.config import ClusterConfig
 from clusterdb.drivers import get_adapter
 from clusterdb.drivers.bind import bind_nodes
+from clusterdb.drivers.fork_gate import LIBPQ
 from clusterdb.errors import InterfaceError, UnknownClusterError
 from clusterdb.runtime.cluster import Cluster
 from clusterdb.runtime.membership import MembershipChange
@@ -186,6 +187,7 @@ def close(timeout: float = 1.0) -> bool:
 
 def _after_fork_in_child() -> None:
     global _lock, _monitor, _pool
+    LIBPQ.reset()
     _lock = threading.Lock()
     for cluster in _clusters.values():
         cluster.after_fork_in_child()
@@ -193,6 +195,9 @@ def _after_fork_in_child() -> None:
     _monitor = Monitor(spawn)
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+# Before a fork, no libpq connect step under way (clusterdb.drivers.fork_gate).
+os.register_at_fork(
+    before=LIBPQ.close, after_in_parent=LIBPQ.reopen, after_in_child=_after_fork_in_child
+)
 # Bounded: a node hung mid-probe must not hold the process (at most ~1 s at exit).
 atexit.register(close, 1.0)

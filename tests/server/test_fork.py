@@ -101,10 +101,10 @@ def run_script(pg: PostgresCluster, tmp_path: Path, body: str, *args: str, **opt
             text=True,
             env=env,
             cwd=REPO,
-            timeout=120,
+            timeout=100,  # under pytest's own 120 s, so that what the script said is shown
         )
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"the script did not finish within 120 s: {exc.stderr!r}")
+        pytest.fail(f"the script did not finish within 100 s: {exc.stderr!r}")
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout.strip().splitlines()[-1])
     print(f"\n{result}")
@@ -201,6 +201,8 @@ parent_sockets = sorted(sockets())
 read, write = os.pipe()
 pid = os.fork()
 if pid == 0:
+    import faulthandler
+    faulthandler.dump_traceback_later(45, exit=True)  # a hang shows its stacks, then ends
     try:
         report = child_connects(parent_sockets)
     except BaseException as exc:
@@ -209,6 +211,8 @@ if pid == 0:
     os.write(write, json.dumps(report).encode())
     sys.exit(0)  # a normal exit: the exit hook runs, a probe of the hung node is not waited for
 os.close(write)
+import faulthandler
+faulthandler.dump_traceback_later(60, exit=True)
 report = json.loads(os.read(read, 65536).decode())
 _, status = os.waitpid(pid, 0)
 exited = time.time()
@@ -270,6 +274,8 @@ thread = threading.Thread(target=fork_here)
 thread.start()
 thread.join()
 os.close(write)
+import faulthandler
+faulthandler.dump_traceback_later(60, exit=True)
 report = json.loads(os.read(read, 65536).decode())
 _, status = os.waitpid(forked["pid"], 0)
 exited = time.time()
